@@ -1,0 +1,1 @@
+"""Shared by the five paper folders: metrics, dataset download, run records. Nothing model-specific."""

@@ -1,0 +1,61 @@
+"""Run records: atomic files, history, resume, summary and the comparison table."""
+
+import json
+
+import pytest
+
+from common.runs import RunRecord, atomic_path, comparison_table
+
+
+def test_atomic_path_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "ckpt.bin"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.bin"]
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+
+
+def test_run_record_roundtrip_and_resume(tmp_path):
+    rec = RunRecord(tmp_path, paper="mpm", dataset="ml-100k", config={"lr": 1e-3, "seed": 3})
+    assert rec.next_epoch == 1
+    rec.log_epoch(0, {"hr@10": 0.09})
+    rec.log_epoch(1, {"hr@10": 0.40, "ndcg@10": 0.22})
+    rec.log_epoch(2, {"hr@10": 0.38, "ndcg@10": 0.23})
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 1e-3
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
+    assert rec.best("hr@10")["epoch"] == 1 and rec.best("hr@10", "min")["epoch"] == 0
+    assert list((tmp_path / "tb").iterdir())  # TensorBoard event file written
+
+    again = RunRecord(tmp_path, paper="mpm", dataset="ml-100k", config={"lr": 1e-3}, resume=True)
+    assert again.next_epoch == 3 and len(again.history) == 3
+    again.log_epoch(2, {"hr@10": 0.5})  # a re-run epoch replaces the old entry
+    assert [h["hr@10"] for h in again.history] == [0.09, 0.40, 0.5]
+    table = again.finish(
+        {"best": {"hr@10": 0.5}, "last": {"hr@10": 0.5}},
+        published={"hr@10": 0.45},
+        reference={"hr@10": "not available offline"},
+        epochs=2, seed=3, published_source="paper Table 2",
+    )
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("paper", "dataset", "metrics", "published", "reference", "epochs", "seed",
+                "wall_seconds", "hardware"):
+        assert key in summary
+    assert "best/hr@10" in table and "+0.0500" in table and "not available offline" in table
+    assert (tmp_path / "comparison.md").read_text().strip() == table
+
+    fresh = RunRecord(tmp_path, paper="mpm", dataset="ml-100k", config={})
+    assert fresh.history == []  # without --resume a run starts its history anew
+
+
+def test_comparison_table_columns():
+    t = comparison_table({"rmse": 1.0}, {"rmse": 0.9}, {"rmse": 1.02})
+    header, _, row = t.splitlines()[:3]
+    assert [c.strip() for c in header.strip("|").split("|")] == ["metric", "published", "reference", "this run", "delta"]
+    assert [c.strip() for c in row.strip("|").split("|")] == ["rmse", "0.9000", "1.0200", "1.0000", "+0.1000"]
