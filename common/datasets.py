@@ -282,7 +282,13 @@ def _from_upstream(name: str, spec: FileSpec, dest: Path) -> Optional[str]:
 
 
 def _manual_message(ds: Dataset, spec: FileSpec, dest: Path, reasons: list[str]) -> str:
-    where = spec.url or (spec.archive.url + f" (member {spec.member})" if spec.archive else ds.homepage)
+    if spec.url:
+        where = spec.url
+    elif spec.archive:
+        parts = f" and its further parts {', '.join(spec.archive.parts)}" if spec.archive.parts else ""
+        where = f"{spec.archive.url}{parts} (unpack member {spec.member})"
+    else:
+        where = ds.homepage
     lines = [
         f"dataset file {ds.name}/{spec.path} is not available.",
         *(f"  tried: {r}" for r in reasons),
