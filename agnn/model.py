@@ -1,0 +1,230 @@
+"""AGNN network (Qian et al., TKDE 2020), following the authors' PyTorch code.
+
+Blocks, in the order of the forward pass (B = batch, K = neighbours incl. self, D = embed size):
+
+* ``attribute_interaction`` (paper: attribute interaction layer, Bi-Interaction pooling after
+  He & Chua 2017): ``LeakyReLU(W_bi * 0.5 * ((sum_f e_f)^2 - sum_f e_f^2)) +
+  LeakyReLU(W_si * sum_f e_f)``.
+* node input: ``W [attribute_interaction(x) ; preference embedding]`` for the node itself
+  (``*_cate_self``) and for each one-hop neighbour (``*_cate_hop1``).
+* ``gated_gnn`` (paper: gated-GNN layer): add gate ``a_j = sigmoid(W_a [h_self ; h_j])`` per
+  neighbour and dimension, erase gate ``e = sigmoid(W_e [h_self ; mean_j h_j])``;
+  ``h = LeakyReLU((1 - e) * h_self + mean_j(a_j * h_j))``.
+* ``EVAE`` (paper: extended VAE, reconstruction loss ``KL + ||x' - m||``): encodes the attribute
+  representation to (mu, log-variance), samples z, decodes a preference embedding; cold nodes
+  use it in place of their untrained preference embedding at evaluation.
+* prediction layer: ``R = MLP([p ; q]) + p . q + b_u + b_i + mu`` (one linear layer as MLP).
+
+The authors' quirks are the defaults (see README "Deviations and quirks"); ``AGNNConfig`` turns
+each one off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class AGNNConfig:
+    """Sizes and the switches for the authors' quirks (defaults = authors' code)."""
+
+    n_users: int
+    n_items: int
+    vocab: dict  # ids per field: gender, age, occupation, genre, director, writer, star, country
+    embed_size: int = 30
+    attention_size: int = 50  # unused by the authors' network; kept for the record
+    dropout: float = 0.5  # unused by the authors' network; kept for the record
+    kl: str = "authors"  # "authors": exp(z) in the KL term; "standard": exp(log-variance)
+    user_self_linear: str = "onehop"  # "onehop": user self features use the one-hop W_si (authors)
+    user_erase_init: str = "default"  # "default": PyTorch's Linear init (authors); "xavier"
+    eval_mean: bool = False  # evaluate cold nodes with the eVAE mean instead of a sample
+
+
+def _xavier(layer: nn.Module) -> nn.Module:
+    nn.init.xavier_uniform_(layer.weight)
+    if getattr(layer, "bias", None) is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def _linear(n_in: int, n_out: int) -> nn.Linear:
+    return _xavier(nn.Linear(n_in, n_out))
+
+
+class EVAE(nn.Module):
+    """Extended VAE: attribute representation [B, D] -> reconstructed preference embedding [B, D].
+
+    Q(z|x): ``h = ReLU(W_xh x)``, ``mu = W_mu h``, ``log_var = W_var h``; z = mu + exp(log_var/2) eps;
+    P(x|z): ``W_hx ReLU(W_zh z)``. All layers D -> D, Xavier-initialised (authors' ``VAE``).
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dense_xh = _linear(dim, dim)
+        self.dense_hz_mu = _linear(dim, dim)
+        self.dense_hz_var = _linear(dim, dim)
+        self.dense_zh = _linear(dim, dim)
+        self.dense_hx = _linear(dim, dim)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, D] -> (mu, log_var), each [B, D]."""
+        h = F.relu(self.dense_xh(x))
+        return self.dense_hz_mu(h), self.dense_hz_var(h)
+
+    @staticmethod
+    def sample(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+        """Reparameterised sample [B, D]."""
+        return mu + torch.exp(log_var / 2) * torch.randn_like(mu)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.dense_hx(F.relu(self.dense_zh(z)))
+
+    def forward(self, x: torch.Tensor, mean: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, D] -> (reconstruction, z, mu, log_var), each [B, D]; ``mean`` decodes mu."""
+        mu, log_var = self.encode(x)
+        z = mu if mean else self.sample(mu, log_var)
+        return self.decode(z), z, mu, log_var
+
+
+def kl_term(z: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor, kind: str) -> torch.Tensor:
+    """Batch mean of ``0.5 * sum_d(exp(.) + mu^2 - 1 - log_var)`` (paper's KL in L_recon).
+
+    ``kind="authors"`` puts the sampled z in exp(.), as the authors' code does; ``"standard"``
+    uses log_var (the closed-form KL(N(mu, var) || N(0, 1))).
+    """
+    inner = torch.exp(z) if kind == "authors" else torch.exp(log_var)
+    return torch.mean(0.5 * torch.sum(inner + mu**2 - 1.0 - log_var, dim=1))
+
+
+def attribute_interaction(feat: torch.Tensor, dense_bi: nn.Linear, dense_si: nn.Linear) -> torch.Tensor:
+    """Attribute interaction layer: Bi-Interaction pooling + linear sum over fields.
+
+    feat: [..., F, D] field embeddings -> [..., D].
+    """
+    summed = feat.sum(dim=-2)
+    bi = 0.5 * (summed.pow(2) - feat.pow(2).sum(dim=-2))
+    return F.leaky_relu(dense_bi(bi)) + F.leaky_relu(dense_si(summed))
+
+
+def gated_gnn(
+    h_self: torch.Tensor, h_nbr: torch.Tensor, dense_add: nn.Linear, dense_erase: nn.Linear
+) -> torch.Tensor:
+    """Gated-GNN layer: h_self [B, D], h_nbr [B, K, D] -> [B, D]."""
+    k = h_nbr.shape[1]
+    add_gate = torch.sigmoid(dense_add(torch.cat([h_self.unsqueeze(1).expand(-1, k, -1), h_nbr], dim=-1)))
+    erase_gate = torch.sigmoid(dense_erase(torch.cat([h_self, h_nbr.mean(dim=1)], dim=-1)))
+    return F.leaky_relu((1 - erase_gate) * h_self + (h_nbr * add_gate).mean(dim=1))
+
+
+class AGNN(nn.Module):
+    """AGNN rating predictor. ``forward(batch, mode)`` -> (prediction [B], recon loss, KL loss).
+
+    ``mode``: ``train`` or ``warm`` (both preference embeddings from the tables), ``ics`` (item
+    preference from the eVAE), ``ucs`` (user preference from the eVAE).
+    """
+
+    ITEM_SLOTS = (("genre", 0, 6), ("director", 6, 9), ("writer", 9, 12), ("star", 12, 15), ("country", 15, 23))
+    USER_SLOTS = ("gender", "age", "occupation")
+
+    def __init__(self, cfg: AGNNConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.embed_size
+        # Preference embeddings (Xavier) and biases (zero), as in the authors' code.
+        self.user_embed = nn.Embedding(cfg.n_users, d)
+        self.item_embed = nn.Embedding(cfg.n_items, d)
+        nn.init.xavier_uniform_(self.user_embed.weight)
+        nn.init.xavier_uniform_(self.item_embed.weight)
+        self.user_bias = nn.Embedding(cfg.n_users, 1)
+        self.item_bias = nn.Embedding(cfg.n_items, 1)
+        nn.init.zeros_(self.user_bias.weight)
+        nn.init.zeros_(self.item_bias.weight)
+        self.global_bias = nn.Parameter(torch.zeros(1))
+        # Attribute embeddings, normal(0, 0.05).
+        self.attr_embed = nn.ModuleDict()
+        for name in (*self.USER_SLOTS, *(s[0] for s in self.ITEM_SLOTS)):
+            emb = nn.Embedding(cfg.vocab[name], d)
+            nn.init.normal_(emb.weight, 0.0, 0.05)
+            self.attr_embed[name] = emb
+        # Attribute interaction layer: one (bi, si) pair per side and per self/one-hop.
+        self.dense_item_self_biinter, self.dense_item_self_siinter = _linear(d, d), _linear(d, d)
+        self.dense_item_onehop_biinter, self.dense_item_onehop_siinter = _linear(d, d), _linear(d, d)
+        self.dense_user_self_biinter, self.dense_user_self_siinter = _linear(d, d), _linear(d, d)
+        self.dense_user_onehop_biinter, self.dense_user_onehop_siinter = _linear(d, d), _linear(d, d)
+        # Node input: [attribute representation ; preference embedding] -> D.
+        self.dense_item_cate_self, self.dense_item_cate_hop1 = _linear(2 * d, d), _linear(2 * d, d)
+        self.dense_user_cate_self, self.dense_user_cate_hop1 = _linear(2 * d, d), _linear(2 * d, d)
+        # Gated-GNN gates. The authors never Xavier-initialise the user erase gate.
+        self.dense_item_addgate, self.dense_item_erasegate = _linear(2 * d, d), _linear(2 * d, d)
+        self.dense_user_addgate = _linear(2 * d, d)
+        self.dense_user_erasegate = nn.Linear(2 * d, d)
+        if cfg.user_erase_init == "xavier":
+            _xavier(self.dense_user_erasegate)
+        self.user_vae, self.item_vae = EVAE(d), EVAE(d)
+        self.fc_pre = _linear(2 * d, 1)  # prediction MLP on [p ; q]
+
+    # ------------------------------------------------------------------ attribute embeddings
+    def _item_fields(self, attr: torch.Tensor) -> torch.Tensor:
+        """attr [..., 23] -> [..., 23, D] (genre, director, writer, star, country slots)."""
+        return torch.cat([self.attr_embed[n](attr[..., a:b]) for n, a, b in self.ITEM_SLOTS], dim=-2)
+
+    def _user_fields(self, attr: torch.Tensor) -> torch.Tensor:
+        """attr [..., 3] -> [..., 3, D]."""
+        return torch.stack([self.attr_embed[n](attr[..., j]) for j, n in enumerate(self.USER_SLOTS)], dim=-2)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, b, mode: str = "train") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """b: data.Batch. Returns prediction [B], reconstruction loss [], KL loss []."""
+        cfg = self.cfg
+        # Item side. One-hop neighbours (last slot = the item itself) use their ID embeddings.
+        item_nbr_feat = attribute_interaction(
+            self._item_fields(b.item_nbr_attr), self.dense_item_onehop_biinter, self.dense_item_onehop_siinter)
+        item_nbr = self.dense_item_cate_hop1(torch.cat([item_nbr_feat, self.item_embed(b.item_nbr)], dim=-1))
+        item_feat = attribute_interaction(
+            self._item_fields(b.item_attr), self.dense_item_self_biinter, self.dense_item_self_siinter)
+        if mode == "ics":  # cold item: preference reconstructed from attributes
+            item_pref = self.item_vae(item_feat, mean=cfg.eval_mean)[0]
+        else:
+            item_pref = self.item_embed(b.item)
+        item_self = self.dense_item_cate_self(torch.cat([item_feat, item_pref], dim=-1))
+        q = gated_gnn(item_self, item_nbr, self.dense_item_addgate, self.dense_item_erasegate)
+
+        # User side.
+        user_nbr_feat = attribute_interaction(
+            self._user_fields(b.user_nbr_attr), self.dense_user_onehop_biinter, self.dense_user_onehop_siinter)
+        user_nbr = self.dense_user_cate_hop1(torch.cat([user_nbr_feat, self.user_embed(b.user_nbr)], dim=-1))
+        user_si = self.dense_user_onehop_siinter if cfg.user_self_linear == "onehop" else self.dense_user_self_siinter
+        user_feat = attribute_interaction(self._user_fields(b.user_attr), self.dense_user_self_biinter, user_si)
+        if mode == "ucs":
+            user_pref = self.user_vae(user_feat, mean=cfg.eval_mean)[0]
+        else:
+            user_pref = self.user_embed(b.user)
+        user_self = self.dense_user_cate_self(torch.cat([user_feat, user_pref], dim=-1))
+        p = gated_gnn(user_self, user_nbr, self.dense_user_addgate, self.dense_user_erasegate)
+
+        # eVAE losses (paper's L_recon): ||x' - m|| (Frobenius norm over the batch) + KL.
+        item_rec, item_z, item_mu, item_lv = self.item_vae(item_feat)
+        user_rec, user_z, user_mu, user_lv = self.user_vae(user_feat)
+        recon = torch.norm(item_rec - item_pref) + torch.norm(user_rec - user_pref)
+        kl = kl_term(item_z, item_mu, item_lv, cfg.kl) + kl_term(user_z, user_mu, user_lv, cfg.kl)
+
+        # Prediction layer.
+        pred = (self.fc_pre(torch.cat([p, q], dim=1)).squeeze(-1) + (p * q).sum(1)
+                + self.user_bias(b.user).squeeze(-1) + self.item_bias(b.item).squeeze(-1) + self.global_bias)
+        return pred, recon, kl
+
+    def loss(self, b, vae_lambda: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+        """Authors' objective: summed squared error + vae_lambda * (recon + KL)."""
+        pred, recon, kl = self(b, "train")
+        main = F.mse_loss(pred, b.rating, reduction="sum")
+        total = main + vae_lambda * (recon + kl)
+        return total, {"sse": main.item(), "recon": recon.item(), "kl": kl.item()}
+
+    @torch.no_grad()
+    def predict(self, b, mode: str) -> torch.Tensor:
+        """Predicted ratings [B] in evaluation mode ``mode`` (ics | ucs | warm)."""
+        return self(b, mode)[0]
