@@ -26,7 +26,8 @@ def test_one_epoch_ics_on_built_graph_beats_global_mean(tmp_path):
 def test_resume_continues_after_last_epoch(tmp_path):
     for f in FILES:
         need_file("agnn-ml100k", f)
-    args = ["--mode", "ics", "--graph", "built", "--out", str(tmp_path), "--no-progress", "--max-train-rows", "1280"]
+    args = ["--mode", "ics", "--graph", "built", "--out", str(tmp_path), "--no-progress", "--max-train-rows", "1280",
+            "--threads", "1"]
     assert main(args + ["--epochs", "1"]) == 0
     assert main(args + ["--epochs", "2", "--resume"]) == 0
     epochs = [json.loads(l)["epoch"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
