@@ -82,3 +82,23 @@ def test_built_graph_matches_authors_shape_and_overlaps():
         assert not (b.ids == np.arange(n)[:, None]).any() and not (b.ids == 0).any()
         np.testing.assert_allclose(b.probs.sum(1), 1.0)
         assert overlap(b, a) > 0.5  # random lists would overlap about 5%
+
+
+def test_uiinfo_attributes_agree_with_raw_movielens():
+    """uiinfo.pkl's user and item attributes are the raw u.user / u.item fields, re-coded."""
+    info_path = need_file("agnn-ml100k", "uiinfo.pkl")
+    u_item, u_user = need_file("ml-100k", "u.item"), need_file("ml-100k", "u.user")
+    import pickle
+
+    info = pickle.loads(info_path.read_bytes())
+    items = [l.split("|") for l in u_item.read_text(encoding="latin-1").splitlines()]
+    for r in items:  # genre slots = indices of the set genre flags (u.genre order), 0-padded
+        flags = [k for k, f in enumerate(r[5:]) if f == "1"]
+        assert info["item_feature_dict"][int(r[0])] == (flags + [0] * 6)[:6]
+    users = [l.split("|") for l in u_user.read_text().splitlines()]
+    occ = {}
+    for uid, age, gender, job, _ in users:
+        g, a, o = info["user_feature_dict"][int(uid)]
+        assert g == (gender == "F") and a == min(int(age) // 10, 6)
+        assert occ.setdefault(job, o) == o  # one id per occupation
+    assert len(occ) == len(set(occ.values())) == 21
