@@ -232,6 +232,10 @@ def sample_test_negatives(users: np.ndarray, label_mat: sp.csr_matrix, n_neg: in
     does (it looks up the first occurrence of the item).
     """
     users = np.asarray(users, dtype=np.int64)
+    free = label_mat.shape[1] - np.diff(label_mat.indptr)[users]
+    if len(users) and free.min() < n_neg:
+        raise ValueError(f"user {users[free.argmin()]} has only {free.min()} items without a training "
+                         f"interaction; {n_neg} test negatives are needed")
     out = np.empty((len(users), n_neg), dtype=np.int64)
     for st in range(0, len(users), chunk):
         rows = label_mat[users[st:st + chunk]]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-TINY_USERS, TINY_ITEMS = 60, 40
+TINY_USERS, TINY_ITEMS = 60, 130
 TINY_BEHAVIOURS = ("pv", "cart", "buy")
 
 
@@ -17,7 +17,7 @@ def write_tiny_dataset(folder: Path, seed: int = 0) -> Path:
     """pv ⊃ cart ⊃ buy as pickled int32 CSR matrices (values = a timestamp, not 1, to test the
     binarisation), ``tst_int`` a list with a held-out item for every other user, None elsewhere."""
     rng = np.random.default_rng(seed)
-    pv = rng.random((TINY_USERS, TINY_ITEMS)) < 0.35
+    pv = rng.random((TINY_USERS, TINY_ITEMS)) < 0.15
     pv[:, :5] |= rng.random((TINY_USERS, 5)) < 0.6  # a few popular items
     cart = pv & (rng.random(pv.shape) < 0.5)
     buy = cart & (rng.random(pv.shape) < 0.5)
