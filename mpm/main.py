@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from common.datasets import DatasetUnavailableError, fetch_file
 from common.metrics import ranking_metrics, sampled_ranks
-from common.runs import RunRecord, atomic_path
+from common.runs import RunRecord, atomic_path, comparison_table
 from mpm.data import (OFFICIAL_DATASET, RAW_FILES, MPMData, load, load_official_test, load_official_train,
                       with_official_split)
 from mpm.model import MPM
@@ -49,11 +49,11 @@ PUBLISHED_SOURCE = ("the paper gives only relative gains offline: HR@10 +3.643%,
                     "averaged over its two datasets (arXiv 2112.11023 abstract; ../shared/docs/PUBLISHED.md)")
 # The notebook's own code on this kind of machine (../shared/docs/REFERENCE_RUNS.md), ML-100k only.
 REFERENCE = {
-    "ml-100k": {"hr@10": "0.400-0.421 after epoch 1 (untrained 0.086-0.091)",
-                "ndcg@10": "0.223-0.233 after epoch 1 (untrained 0.038-0.042)"},
+    "ml-100k": {"untrained/hr@10": "0.086-0.091", "untrained/ndcg@10": "0.038-0.042",
+                "epoch_1/hr@10": "0.400-0.421", "epoch_1/ndcg@10": "0.223-0.233"},
 }
-REFERENCE_SOURCE = ("notebook code, batch 2048, 1 epoch, CPU 2 cores; 37 s training + 2.5 s evaluation per epoch "
-                    "(../shared/docs/REFERENCE_RUNS.md)")
+REFERENCE_SOURCE = ("notebook code on ML-100k, batch 2048, CPU 2 cores, 1 epoch; 37 s training + 2.5 s evaluation "
+                    "per epoch (../shared/docs/REFERENCE_RUNS.md)")
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -97,7 +97,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         "is a no-op); normal: the N(0, 0.01) conv weights the code intended")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--eval-batch-users", type=int, default=1024,
+    p.add_argument("--eval-batch-users", type=int, default=256,
                    help="test users scored per evaluation batch (each with its 100 candidates)")
     p.add_argument("--max-train-steps", type=int, default=None,
                    help="stop each epoch after this many steps (smoke tests only; full epochs when unset)")
@@ -177,10 +177,13 @@ def sample_epoch(users: np.ndarray, items: np.ndarray, exclude: np.ndarray, nb_i
 
 # ----------------------------------------------------------------------------- train / evaluate
 def train_epoch(model: MPM, optimizer: torch.optim.Optimizer, data: MPMData, exclude: np.ndarray,
-                args: argparse.Namespace, epoch: int) -> dict[str, float]:
-    """One shuffled pass; returns mean loss, examples, and where the time went."""
+                args: argparse.Namespace, epoch: int, rng: np.random.Generator) -> dict[str, float]:
+    """One shuffled pass; returns mean loss, examples, and where the time went.
+
+    ``rng`` draws the negatives and the shuffle: one stream seeded once by ``--seed`` (its state is
+    checkpointed, so that ``--resume`` continues the same stream).
+    """
     t0 = time.perf_counter()
-    rng = np.random.default_rng([args.seed, epoch])  # per epoch, so that --resume draws the same
     entry, item, label = sample_epoch(data.train_users, data.train_items, exclude, data.nb_items,
                                       args.negatives, rng)
     dev = torch.device(args.device)
@@ -286,11 +289,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     config = {k: v for k, v in vars(args).items()}
     config.update(data.summary(), parameters=sum(p.numel() for p in model.parameters()))
     rec = RunRecord(out, paper="mpm", dataset=args.dataset, config=config, resume=args.resume)
+    rng = np.random.default_rng(args.seed)
     if args.resume:
         state = torch.load(ckpt_path, map_location=args.device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        rng.bit_generator.state = state["numpy_rng"]
         start = state["epoch"] + 1
         log.info("resumed from %s after epoch %d", ckpt_path, state["epoch"])
     k, dev, ebu = args.topk, args.device, args.eval_batch_users
@@ -309,12 +314,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.info("untrained: HR@%d %.4f NDCG@%d %.4f (%.2f s)", k, m[f"hr@{k}"], k, m[f"ndcg@{k}"], m["eval_seconds"])
         start = 1
     for epoch in range(start, args.epochs + 1):
-        t = train_epoch(model, optimizer, data, exclude, args, epoch)
+        t = train_epoch(model, optimizer, data, exclude, args, epoch, rng)
         m = eval_all()
         rec.log_epoch(epoch, {**t, **m})
         with atomic_path(ckpt_path) as tmp:
             torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "torch_rng": torch.get_rng_state()}, tmp)
+                        "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state}, tmp)
         log.info("epoch %d: loss %.4f HR@%d %.4f NDCG@%d %.4f%s | train %.1f s (%.0f ex/s, %.1f%% outside "
                  "forward/backward) eval %.2f s", epoch, t["loss"], k, m[f"hr@{k}"], k, m[f"ndcg@{k}"],
                  f" (valid HR {m[f'valid_hr@{k}']:.4f})" if data.has_valid else "", t["train_seconds"],
@@ -326,18 +331,27 @@ def main(argv: Optional[list[str]] = None) -> int:
     trained = [h for h in hist if h["epoch"] >= 1]
     metrics: dict[str, Any] = {
         "untrained": pick(next((h for h in hist if h["epoch"] == 0), None)),
+        "epoch_1": pick(next((h for h in hist if h["epoch"] == 1), None)),
         "best_test_epoch_official_rule": pick(official_best(hist, k)),
         "last": pick(trained[-1] if trained else None),
         "popularity": popularity_metrics(data, k),
     }
     if data.has_valid:
-        best_valid = max(trained, key=lambda h: h[f"valid_hr@{k}"]) if trained else None
-        metrics["best_valid_epoch"] = pick(best_valid)
-    table = rec.finish(
-        metrics, published=PUBLISHED, reference=REFERENCE.get(args.dataset), epochs=args.epochs, seed=args.seed,
-        device=args.device, published_source=PUBLISHED_SOURCE,
-        reference_source=REFERENCE_SOURCE if args.dataset in REFERENCE else "",
-        extra={"split": args.split, "valid": args.valid, "data": data.summary()})
+        metrics["best_valid_epoch"] = pick(max(trained, key=lambda h: h[f"valid_hr@{k}"]) if trained else None)
+    reference = REFERENCE.get(args.dataset, {}) if args.split == "ours" else {}
+    rec.finish(metrics, epochs=args.epochs, seed=args.seed, device=args.device,
+               published_source=PUBLISHED_SOURCE, reference_source=REFERENCE_SOURCE if reference else "",
+               extra={"split": args.split, "valid": args.valid, "data": data.summary(), "reference": reference})
+    # One row per (group, metric): the published column applies to the trained rows only, the
+    # reference column to the rows it was measured for (common.runs maps by metric name only).
+    flat = {f"{g}/{name}": v for g, m in metrics.items() for name, v in m.items() if name != "epoch"}
+    published = {n: PUBLISHED[n.split("/")[1]] for n in flat
+                 if n.split("/")[0] in ("best_test_epoch_official_rule", "last", "best_valid_epoch")}
+    table = comparison_table(flat, published, reference, PUBLISHED_SOURCE, REFERENCE_SOURCE if reference else "")
+    epochs_of = ", ".join(f"{g} = epoch {m['epoch']}" for g, m in metrics.items() if "epoch" in m)
+    table += f"\n({epochs_of})"
+    with atomic_path(out / "comparison.md") as tmp:
+        tmp.write_text(table + "\n")
     print(f"\nMPM on {args.dataset} ({args.split} split{', validation' if args.valid else ''}), run {out}")
     print(table)
     return 0

@@ -48,7 +48,7 @@ class Dropout(nn.Module):
         n = x.numel()
         words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 7) // 8,), dtype=torch.int64)
         keep = words.view(torch.uint8)[:n].view(x.shape) >= self._threshold
-        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
 
 
 class TemporalBlock(nn.Module):
