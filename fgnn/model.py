@@ -1,0 +1,262 @@
+"""FGNN networks: the paper's model (``fgnn``) and the notebook's ``GNNModel`` (``gated``).
+
+Both map a batch of session graphs (``torch_geometric.data.Batch`` from :mod:`fgnn.data`) to
+scores over every item, ``[graphs, n_items]``; item ids in the data start at 1, the embedding row
+of item ``i`` is ``i - 1`` (as in the notebook). Readouts work on the whole batch with
+``torch_geometric.utils`` segment operations (``scatter``, ``softmax``), not per-graph loops.
+
+The paper's PDF cannot be read on these machines, so blocks are named after the paper's
+components (WGAT, the Set2Set readout with a GRU) and the notebook's equation labels
+(Eq. 6-8 of its ``Embedding2Score``); where the code chooses, README "Deviations and quirks" says so.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GatedGraphConv, MessagePassing
+from torch_geometric.nn.inits import glorot, zeros
+from torch_geometric.utils import add_self_loops, scatter, softmax
+
+
+class WGAT(MessagePassing):
+    r"""Weighted graph attention (the paper's WGAT; the notebook's ``WeightedGATConv``).
+
+    .. math::
+        e_{ij} = \mathrm{LeakyReLU}\big(\mathbf{a}^\top [\mathbf{W}x_i \,\Vert\, \mathbf{W}x_j
+                 \,\Vert\, w_{ij}]\big), \qquad
+        \alpha_{ij} = \mathrm{softmax}_{\text{group}}(e_{ij}), \qquad
+        x'_i = \sum_{j \to i} \alpha_{ij} \mathbf{W} x_j + b
+
+    per head, for every edge ``j -> i`` of the graph plus one self loop per node (weight 1),
+    where ``w_ij`` is the edge weight (transition count). ``i`` is the edge's receiver (where
+    messages are summed, PyG's default flow) and ``j`` its sender.
+
+    ``softmax_over`` picks the groups the coefficients are normalised over:
+
+    * ``"source"`` (default, the notebook and the authors' code): ``softmax(e, edge_index[0])``,
+      i.e. over the edges *leaving* each node. The layer was written against PyG 1.1, whose
+      ``GATConv`` did the same while already summing messages at ``edge_index[1]``; today's PyG
+      keeps that meaning, so the coefficients summed at a node need not sum to 1.
+    * ``"target"``: over the edges *entering* each node, the ones it sums (textbook GAT,
+      PyG >= 1.2 ``GATConv``).
+
+    Shapes: ``x`` [nodes, in_channels], ``edge_index`` [2, edges], ``edge_weight`` [edges] ->
+    [nodes, heads * out_channels] (``concat``) or [nodes, out_channels] (mean of heads).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, heads: int = 1, concat: bool = True,
+                 negative_slope: float = 0.2, softmax_over: str = "source", bias: bool = True):
+        super().__init__(aggr="add", node_dim=0)
+        if softmax_over not in ("source", "target"):
+            raise ValueError(f"softmax_over must be 'source' or 'target', got {softmax_over!r}")
+        self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
+        self.concat, self.negative_slope, self.softmax_over = concat, negative_slope, softmax_over
+        self.weight = nn.Parameter(torch.empty(in_channels, heads * out_channels))
+        # a = [a_receiver | a_sender | a_weight]: the notebook's att of size 2 * out + 1 per head.
+        self.att = nn.Parameter(torch.empty(1, heads, 2 * out_channels + 1))
+        self.bias = nn.Parameter(torch.empty(heads * out_channels if concat else out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        glorot(self.weight)
+        glorot(self.att)
+        zeros(self.bias)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Optional[Tensor] = None,
+                return_attention: bool = False):
+        n = x.size(0)
+        edge_index, edge_weight = add_self_loops(edge_index, edge_weight, fill_value=1.0, num_nodes=n)
+        h = (x @ self.weight).view(n, self.heads, self.out_channels)  # W x  [nodes, heads, out]
+        c = self.out_channels
+        # a^T [W x_i || W x_j || w_ij] split into its three parts, computed per node once.
+        score_receiver = (h * self.att[..., :c]).sum(-1)  # [nodes, heads]
+        score_sender = (h * self.att[..., c:2 * c]).sum(-1)
+        sender, receiver = edge_index
+        e = score_receiver[receiver] + score_sender[sender]
+        if edge_weight is not None:
+            e = e + edge_weight.view(-1, 1) * self.att[0, :, 2 * c]
+        e = F.leaky_relu(e, self.negative_slope)
+        group = sender if self.softmax_over == "source" else receiver
+        alpha = softmax(e, group, num_nodes=n)  # [edges + nodes, heads]
+        out = self.propagate(edge_index, h=h, alpha=alpha)  # sums at the receiver
+        out = out.reshape(n, self.heads * c) if self.concat else out.mean(dim=1)
+        if self.bias is not None:
+            out = out + self.bias
+        return (out, (edge_index, alpha)) if return_attention else out
+
+    def message(self, h_j: Tensor, alpha: Tensor) -> Tensor:
+        return h_j * alpha.unsqueeze(-1)
+
+    def __repr__(self) -> str:
+        return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
+                f"heads={self.heads}, concat={self.concat}, softmax_over={self.softmax_over})")
+
+
+class GRUSet2Set(nn.Module):
+    r"""The paper's readout: Set2Set with a GRU instead of an LSTM (the notebook's ``GRUSet2Set``).
+
+    .. math::
+        q_t = \mathrm{GRU}(q^*_{t-1}), \quad
+        a_{i,t} = \mathrm{softmax}_{i \in G}(x_i \cdot q_t), \quad
+        r_t = \sum_{i \in G} a_{i,t} x_i, \quad
+        q^*_t = q_t \,\Vert\, r_t,
+
+    ``q^*_0 = 0`` and the GRU state starts at 0; the output is ``q^*_T`` after ``steps`` steps.
+
+    Shapes: ``x`` [nodes, dim], ``batch`` [nodes] (graph of each node) -> [graphs, 2 * dim].
+    """
+
+    def __init__(self, dim: int, steps: int = 3):
+        super().__init__()
+        self.dim, self.steps = dim, steps
+        self.rnn = nn.GRU(2 * dim, dim, 1)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.rnn.reset_parameters()
+        for w in self.rnn.parameters():
+            if w.dim() > 1:
+                nn.init.orthogonal_(w)
+
+    def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        q_star = x.new_zeros(num_graphs, 2 * self.dim)
+        state = None
+        for _ in range(self.steps):
+            q, state = self.rnn(q_star.unsqueeze(0), state)
+            q = q.squeeze(0)  # [graphs, dim]
+            a = softmax((x * q[batch]).sum(-1), batch, num_nodes=num_graphs)  # [nodes]
+            r = scatter(a.unsqueeze(-1) * x, batch, dim=0, dim_size=num_graphs, reduce="sum")
+            q_star = torch.cat([q, r], dim=-1)
+        return q_star
+
+
+class AttentionReadout(nn.Module):
+    r"""The notebook's ``Embedding2Score`` (its Eq. 6-8, SR-GNN's session embedding).
+
+    .. math::
+        \alpha_i = q^\top \sigma(W_1 v_n + W_2 v_i) \;\text{(Eq. 6)}, \quad
+        s_g = \sum_{i \in G} \alpha_i v_i, \quad
+        s_h = W_3 [v_n \,\Vert\, s_g] \;\text{(Eq. 7)}
+
+    ``v_n`` is the embedding of the graph's *last node*, given per graph by ``last`` (node index
+    into ``x``). The scores ``s_h E^T`` (Eq. 8) are taken by the model.
+
+    Shapes: ``x`` [nodes, dim], ``batch`` [nodes], ``last`` [graphs] -> [graphs, dim].
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.W_1 = nn.Linear(dim, dim)
+        self.W_2 = nn.Linear(dim, dim)
+        self.q = nn.Linear(dim, 1)
+        self.W_3 = nn.Linear(2 * dim, dim)
+
+    def forward(self, x: Tensor, batch: Tensor, last: Tensor) -> Tensor:
+        v_n = x[last]  # [graphs, dim]
+        alpha = self.q(torch.sigmoid(self.W_1(v_n)[batch] + self.W_2(x)))  # Eq. 6, [nodes, 1]
+        s_g = scatter(alpha * x, batch, dim=0, dim_size=last.numel(), reduce="sum")
+        return self.W_3(torch.cat([v_n, s_g], dim=-1))  # Eq. 7
+
+
+def last_nodes(batch, last_node: str) -> Tensor:
+    """Index of each graph's "last node" [graphs].
+
+    ``"last_new"`` (notebook): the last node in node order, i.e. the last *new* item of the
+    session (``v_i[-1]`` after ``torch.split``). ``"last_click"``: the node of the last click.
+    """
+    if last_node == "last_new":
+        return batch.ptr[1:] - 1
+    if last_node == "last_click":
+        return batch.last_node_index
+    raise ValueError(f"last_node must be 'last_new' or 'last_click', got {last_node!r}")
+
+
+class SessionModel(nn.Module):
+    """Interface shared by both models: ``forward``/``full_sort`` scores, ``loss``."""
+
+    n_items: int
+    embedding: nn.Embedding
+
+    def full_sort(self, batch) -> Tensor:
+        """Scores of every item, [graphs, n_items]; column ``i`` is item id ``i + 1``."""
+        return self(batch)
+
+    def loss(self, batch) -> Tensor:
+        """Cross-entropy of the next item (the notebook's ``nn.CrossEntropyLoss``, batch mean)."""
+        return F.cross_entropy(self(batch), batch.y - 1)
+
+    def uniform_init(self) -> None:
+        """Every parameter ~ U(-1/sqrt(d), 1/sqrt(d)) (the notebook's ``reset_parameters``)."""
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for w in self.parameters():
+            w.data.uniform_(-stdv, stdv)
+
+
+class FGNN(SessionModel):
+    """The paper's FGNN as the authors' script tags it (``s2s3_linear_gat8-1``).
+
+    item embedding -> WGAT (8 heads, concatenated) -> activation -> WGAT (1 head)
+    -> GRU-Set2Set readout (3 steps) -> linear 2d -> d -> dot product with every item embedding.
+    """
+
+    def __init__(self, n_items: int, hidden_size: int = 100, heads: int = 8, steps: int = 3,
+                 activation: str = "relu", softmax_over: str = "source", init: str = "uniform"):
+        super().__init__()
+        self.n_items, self.hidden_size = n_items, hidden_size
+        self.embedding = nn.Embedding(n_items, hidden_size)
+        self.wgat1 = WGAT(hidden_size, hidden_size, heads=heads, concat=True, softmax_over=softmax_over)
+        self.wgat2 = WGAT(heads * hidden_size, hidden_size, heads=1, concat=True, softmax_over=softmax_over)
+        self.readout = GRUSet2Set(hidden_size, steps)
+        self.linear = nn.Linear(2 * hidden_size, hidden_size)
+        acts = {"relu": F.relu, "none": lambda t: t, "elu": F.elu, "leaky_relu": F.leaky_relu}
+        if activation not in acts:
+            raise ValueError(f"activation must be one of {sorted(acts)}, got {activation!r}")
+        self.activation = acts[activation]
+        if init == "uniform":
+            self.uniform_init()
+        elif init != "layers":
+            raise ValueError(f"init must be 'uniform' or 'layers', got {init!r}")
+
+    def forward(self, batch) -> Tensor:
+        x = self.embedding(batch.x.view(-1) - 1)  # [nodes, d]
+        h = self.activation(self.wgat1(x, batch.edge_index, batch.edge_attr))  # [nodes, 8d]
+        h = self.wgat2(h, batch.edge_index, batch.edge_attr)  # [nodes, d]
+        s = self.linear(self.readout(h, batch.batch, batch.num_graphs))  # [graphs, d]
+        return s @ self.embedding.weight.t()  # [graphs, n_items]
+
+
+class GatedGNN(SessionModel):
+    """The notebook's ``GNNModel``: GatedGraphConv (2 steps) + attention readout (Eq. 6-8).
+
+    Edge counts are not used (the notebook passes no ``edge_attr``); every parameter starts
+    U(+-1/sqrt(d)).
+    """
+
+    def __init__(self, n_items: int, hidden_size: int = 100, num_layers: int = 2,
+                 last_node: str = "last_new"):
+        super().__init__()
+        self.n_items, self.hidden_size, self.last_node = n_items, hidden_size, last_node
+        self.embedding = nn.Embedding(n_items, hidden_size)
+        self.gated = GatedGraphConv(hidden_size, num_layers=num_layers)
+        self.readout = AttentionReadout(hidden_size)
+        self.uniform_init()
+
+    def forward(self, batch) -> Tensor:
+        x = self.embedding(batch.x.view(-1) - 1)  # [nodes, d]
+        h = self.gated(x, batch.edge_index)  # [nodes, d]
+        s_h = self.readout(h, batch.batch, last_nodes(batch, self.last_node))  # [graphs, d]
+        return s_h @ self.embedding.weight.t()  # Eq. 8, [graphs, n_items]
+
+
+def build_model(name: str, n_items: int, hidden_size: int = 100, **kw) -> SessionModel:
+    """``fgnn`` or ``gated`` with the given options (unknown options for a model are an error)."""
+    if name == "fgnn":
+        return FGNN(n_items, hidden_size, **kw)
+    if name == "gated":
+        return GatedGNN(n_items, hidden_size, **kw)
+    raise ValueError(f"unknown model {name!r}; valid: fgnn, gated")
