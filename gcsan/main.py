@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid-metric", default=None,
                    help="metric for model selection / early stopping (default: ndcg@10 ML, mrr@10 "
                         "Diginetica recbole, mrr@20 srgnn)")
+    p.add_argument("--bucket-batches", action="store_true",
+                   help="speed option, not RecBole's: batch examples of similar history length together "
+                        "(within windows of 50 random batches) to cut padding; off by default")
     p.add_argument("--max-train-batches", type=int, default=None,
                    help="stop each epoch after this many batches (smoke tests and timing only)")
     p.add_argument("--seed", type=int, default=2020, help="random seed (RecBole's default 2020)")
@@ -136,8 +139,9 @@ def evaluate(model: GCSAN, split: Split, batch_size: int, device: str) -> dict[s
     its FullSortEvalDataLoader passes no history index, so items already in the history stay rankable)."""
     model.eval()
     ranks = []
+    by_length = np.argsort(split.length, kind="stable")  # metrics are means: order is free, padding is not
     for lo in range(0, len(split), batch_size):
-        seq, length, target = to_torch(split.batch(np.arange(lo, min(lo + batch_size, len(split)))), device)
+        seq, length, target = to_torch(split.batch(by_length[lo:lo + batch_size]), device)
         scores = model.full_sort(seq, length)
         scores[:, 0] = -torch.inf
         ranks.append(full_ranks(scores, target))
@@ -159,14 +163,22 @@ def train_epoch(model: GCSAN, opt: torch.optim.Optimizer, data: SeqData, cfg: di
     model.train()
     order = rng.permutation(len(data.train))
     bs = cfg["batch_size"]
-    n_batches = (len(order) + bs - 1) // bs
+    batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+    if cfg.get("bucket_batches"):
+        # speed option (not RecBole): within windows of 50 random batches, batch examples of similar
+        # history length together, then shuffle the batches; padding per batch shrinks accordingly
+        window = 50 * bs
+        chunks = [order[i:i + window] for i in range(0, len(order), window)]
+        chunks = [c[np.argsort(data.train.length[c], kind="stable")] for c in chunks]
+        batches = [c[i:i + bs] for c in chunks for i in range(0, len(c), bs)]
+        batches = [batches[j] for j in rng.permutation(len(batches))]
     if cfg.get("max_train_batches"):
-        n_batches = min(n_batches, cfg["max_train_batches"])
+        batches = batches[:cfg["max_train_batches"]]
     total, t_batch, t_step, seen = 0.0, 0.0, 0.0, 0
     t_epoch = time.perf_counter()
-    for b in tqdm(range(n_batches), desc=desc, leave=False, mininterval=5):
+    for idx in tqdm(batches, desc=desc, leave=False, mininterval=5):
         t0 = time.perf_counter()
-        seq, length, target = to_torch(data.train.batch(order[b * bs:(b + 1) * bs]), cfg["device"])
+        seq, length, target = to_torch(data.train.batch(idx), cfg["device"])
         negative = None
         if cfg["loss_type"] == "BPR":
             negative = torch.randint(1, data.n_items, target.shape, device=target.device)
@@ -183,7 +195,7 @@ def train_epoch(model: GCSAN, opt: torch.optim.Optimizer, data: SeqData, cfg: di
         t_batch += t1 - t0
         t_step += t2 - t1
     wall = time.perf_counter() - t_epoch
-    return {"loss": total / max(seen, 1), "train_seconds": wall, "examples_per_second": seen / wall,
+    return {"loss": total / max(seen, 1), "examples": seen, "train_seconds": wall, "examples_per_second": seen / wall,
             "outside_forward_backward_share": 1.0 - t_step / wall, "batching_seconds": t_batch}
 
 

@@ -74,3 +74,16 @@ def test_srgnn_diginetica_split_sizes():
     d = load("diginetica-srgnn", valid_portion=0.0, verbose=False)
     assert len(d.train) == 719470 and len(d.test) == 60858 and d.n_items == 43098
     assert d.valid is None or len(d.valid) == 0
+
+
+def test_diginetica_raw_pipeline_on_srgnn_sample_is_a_5_core():
+    need_file("srgnn-sample", "sample_train-item-views.csv")
+    from gcsan.data import DATASETS, read_diginetica
+    from common.datasets import fetch_file
+
+    df = read_diginetica(fetch_file(*DATASETS["diginetica-sample"]["source"]))
+    core = k_core(df, 5, 5)
+    assert core["user"].value_counts().min() >= 5 and core["item"].value_counts().min() >= 5
+    d = load("diginetica-sample", use_cache=False, verbose=False)
+    assert d.stats["interactions"] == len(core) and d.stats["users"] == core["user"].nunique()
+    assert len(d.test) == d.stats["users"] and d.train.length.max() <= 20

@@ -27,3 +27,23 @@ def test_short_ml100k_run_beats_popularity(tmp_path):
     again = main(["--dataset", "ml-100k", "--max-len", "10", "--n-layers", "1", "--n-heads", "1",
                   "--max-epochs", "1", "--seed", "1", "--out", str(tmp_path / "run"), "--resume"])
     assert abs(again["test"]["recall@10"] - out["test"]["recall@10"]) < 1e-9
+
+
+def test_train_epoch_sees_every_example_once_with_and_without_buckets():
+    import numpy as np
+    import torch
+
+    from gcsan.data import SeqData, srgnn_split
+    from gcsan.main import MODEL_DEFAULTS, TRAIN_DEFAULTS, train_epoch
+    from gcsan.model import GCSAN
+
+    rng = np.random.default_rng(0)
+    sessions = [list(rng.integers(1, 30, rng.integers(1, 8))) for _ in range(300)]
+    split = srgnn_split(sessions, list(rng.integers(1, 30, 300)))
+    data = SeqData(30, split, None, split)
+    for bucket in (False, True):
+        cfg = {**MODEL_DEFAULTS, **TRAIN_DEFAULTS, "batch_size": 32, "device": "cpu", "bucket_batches": bucket}
+        model = GCSAN(30, hidden_size=16, inner_size=32)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        out = train_epoch(model, opt, data, cfg, np.random.default_rng(0), desc="t")
+        assert out["examples"] == 300 and np.isfinite(out["loss"])
