@@ -265,6 +265,8 @@ def run(cfg: dict) -> dict:
         print(f"[epoch 0] untrained test {metric} {rec.history[-1][f'test/{metric}']:.4f}; "
               f"popularity test {metric} {pop[metric]:.4f}")
     for epoch in range(start, cfg["max_epochs"] + 1):
+        if state["bad_epochs"] > cfg["patience"]:  # a resumed run that had already stopped early
+            break
         tr = train_epoch(model, opt, data, cfg, rng, desc=f"epoch {epoch}")
         t0 = time.perf_counter()
         sel = evaluate(model, select_split, cfg["eval_batch_size"], device)
