@@ -50,3 +50,15 @@ def test_pyg_dataloader_and_fast_batches_train_identically(tmp_path):
     pyg = _run(tmp_path, "pyg", "--epochs", "1", "--loader", "pyg")
     for key in ("recall@20", "mrr@20", "train_loss"):
         assert fast["history"][0][key] == pytest.approx(pyg["history"][0][key], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_bench_runs_on_sample(tmp_path):
+    from fgnn.bench import main as bench
+
+    need_file("srgnn-sample", "sample_train-item-views.csv")
+    res = bench(["--dataset", "sample", "--batches", "2", "--eval-batches", "1", "--skip", "pyg", "readouts",
+                 "--out", str(tmp_path / "bench.json")])
+    assert res["graphs"]["examples"] == 1205 + 99
+    assert 0 <= res["train_fast"]["share_outside_forward_backward"] < 1
+    assert (tmp_path / "bench.json").is_file()

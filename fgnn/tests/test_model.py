@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch_geometric.utils import add_self_loops, scatter, softmax
+from torch_geometric.utils import scatter
 
 from fgnn.data import SessionBatches, Split, build_graphs
+from fgnn.notebook_reference import embedding2score_loop, gru_set2set_loop, notebook_wgat
 from fgnn.model import FGNN, WGAT, AttentionReadout, GatedGNN, GRUSet2Set, last_nodes
 
 
@@ -17,21 +17,6 @@ def _random_batch(seed: int = 0, graphs: int = 7, n_items: int = 12):
     labels = torch.randint(1, n_items + 1, (graphs,), generator=g).numpy()
     storage = build_graphs(Split(items, ptr, labels))
     return SessionBatches(storage, graphs).batch(torch.arange(graphs))
-
-
-def _notebook_wgat(layer: WGAT, x, edge_index, edge_attr):
-    """The notebook's WeightedGATConv.forward/message, run under today's PyG conventions:
-    x_i = x[edge_index[1]], x_j = x[edge_index[0]], messages summed at edge_index[1]."""
-    edge_index, edge_attr = add_self_loops(edge_index, edge_attr, fill_value=1.0, num_nodes=x.size(0))
-    h = torch.mm(x, layer.weight).view(-1, layer.heads, layer.out_channels)
-    x_i, x_j = h[edge_index[1]], h[edge_index[0]]
-    w = edge_attr.view(-1, 1).repeat(1, x_i.shape[1]).view(-1, x_i.shape[1], 1)
-    alpha = (torch.cat([x_i, x_j, w], dim=-1) * layer.att).sum(dim=-1)
-    alpha = F.leaky_relu(alpha, layer.negative_slope)
-    alpha = softmax(alpha, edge_index[0], num_nodes=int(edge_index.max()) + 1)
-    out = scatter(x_j * alpha.view(-1, layer.heads, 1), edge_index[1], dim=0, dim_size=x.size(0), reduce="sum")
-    out = out.view(-1, layer.heads * layer.out_channels) if layer.concat else out.mean(dim=1)
-    return out + layer.bias, alpha
 
 
 @pytest.mark.parametrize("softmax_over", ["source", "target"])
@@ -60,25 +45,9 @@ def test_wgat_equals_the_notebook_layer():
         torch.nn.init.normal_(layer.bias)
         x = torch.randn(b.num_nodes, 5)
         out, (_, alpha) = layer(x, b.edge_index, b.edge_attr, return_attention=True)
-        ref, ref_alpha = _notebook_wgat(layer, x, b.edge_index, b.edge_attr)
+        ref, ref_alpha = notebook_wgat(layer, x, b.edge_index, b.edge_attr)
         assert torch.allclose(alpha, ref_alpha, atol=1e-6)
         assert torch.allclose(out, ref, atol=1e-5)
-
-
-def _gru_set2set_loop(module: GRUSet2Set, x, batch):
-    """Per-graph loop: each graph's nodes split out with torch.split, as the notebook does."""
-    sizes = torch.bincount(batch).tolist()
-    outs = []
-    for k, nodes in enumerate(torch.split(x, sizes)):
-        q_star, state = x.new_zeros(1, 2 * module.dim), None
-        for _ in range(module.steps):
-            q, state = module.rnn(q_star.unsqueeze(0), state)
-            q = q.view(1, -1)
-            a = torch.softmax((nodes * q).sum(-1), dim=0)
-            r = (a.unsqueeze(-1) * nodes).sum(0, keepdim=True)
-            q_star = torch.cat([q, r], dim=-1)
-        outs.append(q_star)
-    return torch.cat(outs)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -87,19 +56,7 @@ def test_gru_set2set_segment_readout_equals_per_graph_loop(seed):
     b = _random_batch(seed=seed, graphs=9)
     module = GRUSet2Set(5, steps=3)
     x = torch.randn(b.num_nodes, 5)
-    assert torch.allclose(module(x, b.batch, b.num_graphs), _gru_set2set_loop(module, x, b.batch), atol=1e-5)
-
-
-def _embedding2score_loop(m: AttentionReadout, x, batch):
-    """The notebook's Embedding2Score up to s_h, with its torch.split and tuple comprehensions."""
-    sections = torch.bincount(batch)
-    v_i = torch.split(x, tuple(sections.numpy()))
-    v_n_repeat = tuple(nodes[-1].view(1, -1).repeat(nodes.shape[0], 1) for nodes in v_i)
-    alpha = m.q(torch.sigmoid(m.W_1(torch.cat(v_n_repeat, dim=0)) + m.W_2(x)))
-    s_g_split = torch.split(alpha * x, tuple(sections.numpy()))
-    s_g = tuple(torch.sum(e, dim=0).view(1, -1) for e in s_g_split)
-    v_n = tuple(nodes[-1].view(1, -1) for nodes in v_i)
-    return m.W_3(torch.cat((torch.cat(v_n, dim=0), torch.cat(s_g, dim=0)), dim=1))
+    assert torch.allclose(module(x, b.batch, b.num_graphs), gru_set2set_loop(module, x, b.batch), atol=1e-5)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -109,7 +66,7 @@ def test_attention_readout_equals_notebook_loop(seed):
     m = AttentionReadout(6)
     x = torch.randn(b.num_nodes, 6)
     out = m(x, b.batch, last_nodes(b, "last_new"))
-    assert torch.allclose(out, _embedding2score_loop(m, x, b.batch), atol=1e-5)
+    assert torch.allclose(out, embedding2score_loop(m, x, b.batch), atol=1e-5)
 
 
 def test_last_click_differs_from_last_new_node():
