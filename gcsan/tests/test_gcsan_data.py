@@ -87,3 +87,13 @@ def test_diginetica_raw_pipeline_on_srgnn_sample_is_a_5_core():
     d = load("diginetica-sample", use_cache=False, verbose=False)
     assert d.stats["interactions"] == len(core) and d.stats["users"] == core["user"].nunique()
     assert len(d.test) == d.stats["users"] and d.train.length.max() <= 20
+
+
+def test_read_movielens_ml1m_format(tmp_path):
+    from gcsan.data import read_movielens
+
+    p = tmp_path / "ratings.dat"
+    p.write_text("1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n")
+    df = read_movielens(p)
+    assert df.columns.tolist() == ["user", "item", "rating", "timestamp"]
+    assert df["item"].tolist() == [1193, 661, 1193] and df["timestamp"].iloc[1] == 978302109
