@@ -97,7 +97,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         "is a no-op); normal: the N(0, 0.01) conv weights the code intended")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--eval-batch-users", type=int, default=256,
+    p.add_argument("--eval-batch-users", type=int, default=64,
                    help="test users scored per evaluation batch (each with its 100 candidates)")
     p.add_argument("--max-train-steps", type=int, default=None,
                    help="stop each epoch after this many steps (smoke tests only; full epochs when unset)")
@@ -262,6 +262,29 @@ def official_best(history: list[dict[str, Any]], k: int = 10, prefix: str = "") 
     return best
 
 
+def plot_curves(history: list[dict[str, Any]], path: Path, k: int = 10, title: str = "") -> None:
+    """PNG of test HR@K and NDCG@K (and validation HR@K when logged) per epoch, epoch 0 = untrained."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    for key, label in ((f"hr@{k}", f"test HR@{k}"), (f"ndcg@{k}", f"test NDCG@{k}"), (f"valid_hr@{k}", f"valid HR@{k}")):
+        if all(key in h for h in history):
+            ax.plot(ep, [h[key] for h in history], marker="o", ms=3, label=label)
+    ax.set_xlabel("epoch (0 = untrained)")
+    ax.set_ylim(0, None)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
 # ----------------------------------------------------------------------------- main
 def build_model(data: MPMData, args: argparse.Namespace) -> MPM:
     return MPM(data.nb_users, data.nb_items, args.embed_dim, data.history_size, DEFAULTS["tcn_levels"],
@@ -338,7 +361,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     }
     if data.has_valid:
         metrics["best_valid_epoch"] = pick(max(trained, key=lambda h: h[f"valid_hr@{k}"]) if trained else None)
-    reference = REFERENCE.get(args.dataset, {}) if args.split == "ours" else {}
+    reference = REFERENCE.get(args.dataset, {}) if args.split == "ours" and not args.valid else {}
     rec.finish(metrics, epochs=args.epochs, seed=args.seed, device=args.device,
                published_source=PUBLISHED_SOURCE, reference_source=REFERENCE_SOURCE if reference else "",
                extra={"split": args.split, "valid": args.valid, "data": data.summary(), "reference": reference})
@@ -352,6 +375,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     table += f"\n({epochs_of})"
     with atomic_path(out / "comparison.md") as tmp:
         tmp.write_text(table + "\n")
+    plot_curves(hist, out / "curves.png", k, f"MPM on {args.dataset}, {args.split} split, seed {args.seed}")
     print(f"\nMPM on {args.dataset} ({args.split} split{', validation' if args.valid else ''}), run {out}")
     print(table)
     return 0

@@ -72,7 +72,7 @@ def test_one_epoch_on_ml100k_beats_popularity(tmp_path):
     assert 0.05 < m["untrained"]["hr@10"] < 0.15, m
     assert m["last"]["hr@10"] > m["popularity"]["hr@10"], m
     assert s["data"]["train_entries"] == 90_570
-    for f in ("config.json", "metrics.jsonl", "comparison.md", "checkpoint.pt"):
+    for f in ("config.json", "metrics.jsonl", "comparison.md", "checkpoint.pt", "curves.png"):
         assert (out / f).is_file()
     assert "epoch_1/hr@10" in (out / "comparison.md").read_text()
     assert list((out / "tb").iterdir())
