@@ -97,3 +97,15 @@ def test_read_movielens_ml1m_format(tmp_path):
     df = read_movielens(p)
     assert df.columns.tolist() == ["user", "item", "rating", "timestamp"]
     assert df["item"].tolist() == [1193, 661, 1193] and df["timestamp"].iloc[1] == 978302109
+
+
+def test_ml1m_statistics_match_published_table():
+    need_file("ml-1m", "ratings.dat")  # not in the offline mirror: skips there
+    d = load("ml-1m", verbose=False)
+    assert (d.stats["users"], d.stats["items"], d.stats["interactions"]) == (6040, 3124, 834449)
+
+
+def test_diginetica_statistics_match_published_table():
+    need_file("diginetica", "train-item-views.csv")  # not in the offline mirror: skips there
+    d = load("diginetica", verbose=False)
+    assert (d.stats["users"], d.stats["items"], d.stats["interactions"]) == (72014, 29454, 580490)
