@@ -132,12 +132,19 @@ def read_click_log(path: str | Path, log_format: str) -> pd.DataFrame:
         with open(path) as f:
             first = f.readline()
         header = 0 if first[:1] and not first[:1].isdigit() else None  # SR-GNN needs a header row
-        df = pd.read_csv(path, sep=",", header=header, usecols=[0, 1, 2], dtype=str,
-                         names=["session_id", "timestamp", "item_id"])
+        # ~33M rows: read in chunks, numeric ids (all-digit in this log, so equal as strings too)
+        # and timestamps turned into seconds chunk by chunk to keep memory low.
+        parts = []
+        for chunk in pd.read_csv(path, sep=",", header=header, usecols=[0, 1, 2], chunksize=2_000_000,
+                                 names=["session_id", "timestamp", "item_id"],
+                                 dtype={"session_id": np.int64, "timestamp": str, "item_id": np.int64}):
+            stamp = pd.to_datetime(chunk["timestamp"].str.slice(0, 19), format="%Y-%m-%dT%H:%M:%S")
+            parts.append(pd.DataFrame({"session_id": chunk["session_id"].to_numpy(),
+                                       "item_id": chunk["item_id"].to_numpy(), "date": _seconds(stamp)}))
+        df = pd.concat(parts, ignore_index=True)
         session, item = df["session_id"], df["item_id"]
         order = np.zeros(len(df), dtype=np.int64)
-        stamp = pd.to_datetime(df["timestamp"].str.slice(0, 19), format="%Y-%m-%dT%H:%M:%S")
-        date = _seconds(stamp)
+        date = df["date"].to_numpy()
     else:
         raise ValueError(f"unknown log format {log_format!r}; valid: diginetica, yoochoose")
     return pd.DataFrame({

@@ -1,12 +1,17 @@
-"""The notebook's per-graph forms, kept only as references for tests and ``bench.py``.
+"""Per-row and per-graph forms of SR-GNN's preprocessing and the notebook's cells.
 
-Each function follows one notebook cell under today's PyG (``torch_scatter`` replaced by
-``torch_geometric.utils.scatter``); the package itself uses the array/segment versions.
+Kept only as references for the tests and ``bench.py``; the package itself uses the array and
+segment versions. Each function follows its source step by step, under today's libraries
+(``torch_scatter`` replaced by ``torch_geometric.utils.scatter``, dates read as UTC).
 """
 
 from __future__ import annotations
 
+import calendar
 import collections
+import csv
+import operator
+import time
 
 import torch
 import torch.nn.functional as F
@@ -84,3 +89,67 @@ def embedding2score_loop(m, x, batch):
     s_g = tuple(torch.sum(e, dim=0).view(1, -1) for e in s_g_split)
     v_n = tuple(nodes[-1].view(1, -1) for nodes in v_i)
     return m.W_3(torch.cat((torch.cat(v_n, dim=0), torch.cat(s_g, dim=0)), dim=1))
+
+
+def srgnn_preprocess(path, log_format: str, test_days: int, keep_fraction: int = 1):
+    """SR-GNN's ``datasets/preprocess.py``, row by row: returns ((seqs, labels), (seqs, labels), n_items)."""
+    def seconds(stamp):
+        if log_format == "yoochoose":
+            return calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+        return calendar.timegm(time.strptime(stamp, "%Y-%m-%d"))
+
+    with open(path) as f:
+        if log_format == "yoochoose":
+            reader = csv.DictReader(f, delimiter=",", fieldnames=["session_id", "timestamp", "item_id", "category"])
+        else:
+            reader = csv.DictReader(f, delimiter=";")
+        sess_clicks, sess_date, curid, curdate = {}, {}, -1, None
+        for row in reader:
+            sessid = row["session_id"]
+            if curdate and not curid == sessid:
+                sess_date[curid] = seconds(curdate)
+            curid = sessid
+            if log_format == "yoochoose":
+                item, curdate = row["item_id"], row["timestamp"]
+            else:
+                item, curdate = (row["item_id"], int(row["timeframe"])), row["eventdate"]
+            sess_clicks.setdefault(sessid, []).append(item)
+        if log_format != "yoochoose":
+            for i in list(sess_clicks):
+                sess_clicks[i] = [c[0] for c in sorted(sess_clicks[i], key=operator.itemgetter(1))]
+        sess_date[curid] = seconds(curdate)
+    for s in list(sess_clicks):
+        if len(sess_clicks[s]) == 1:
+            del sess_clicks[s], sess_date[s]
+    counts = collections.Counter(i for seq in sess_clicks.values() for i in seq)
+    for s in list(sess_clicks):
+        kept = [i for i in sess_clicks[s] if counts[i] >= 5]
+        if len(kept) < 2:
+            del sess_clicks[s], sess_date[s]
+        else:
+            sess_clicks[s] = kept
+    dates = list(sess_date.items())
+    split = max(d for _, d in dates) - 86400 * test_days
+    train_sess = sorted([x for x in dates if x[1] < split], key=operator.itemgetter(1))
+    test_sess = sorted([x for x in dates if x[1] > split], key=operator.itemgetter(1))
+    item_dict, train_seqs, test_seqs = {}, [], []
+    for s, _ in train_sess:
+        train_seqs.append([item_dict.setdefault(i, len(item_dict) + 1) for i in sess_clicks[s]])
+    for s, _ in test_sess:
+        out = [item_dict[i] for i in sess_clicks[s] if i in item_dict]
+        if len(out) >= 2:
+            test_seqs.append(out)
+
+    def prefixes(seqs):
+        xs, ys = [], []
+        for seq in seqs:
+            for i in range(1, len(seq)):
+                xs.append(seq[:-i])
+                ys.append(seq[-i])
+        return xs, ys
+
+    train, test = prefixes(train_seqs), prefixes(test_seqs)
+    if keep_fraction > 1:
+        n = int(len(train[0]) / keep_fraction)
+        train = (train[0][-n:], train[1][-n:])
+    return train, test, len(item_dict)

@@ -127,11 +127,11 @@ def test_srgnn_preprocessing_of_a_hand_made_log(tmp_path: Path):
 
 def test_yoochoose_log_without_header_and_one_test_day(tmp_path: Path):
     # Clicks stay in file order (no sort for Yoochoose); a session's date is its last row's time.
-    rows = ["1,2014-04-01T10:00:00.100Z,A,0", "1,2014-04-01T10:00:01.100Z,B,0", "1,2014-04-01T10:00:02.100Z,A,0",
-            "2,2014-04-02T10:00:02.100Z,B,0", "2,2014-04-02T10:00:01.100Z,A,0", "2,2014-04-02T10:00:00.100Z,B,0",
-            "3,2014-04-03T10:00:00.100Z,A,0", "3,2014-04-03T10:00:01.100Z,B,0",
-            "4,2014-04-04T10:00:00.100Z,A,0", "4,2014-04-04T10:00:01.100Z,B,0",
-            "5,2014-04-04T11:00:00.100Z,C,0"]  # one click: removed
+    rows = ["1,2014-04-01T10:00:00.100Z,214536502,0", "1,2014-04-01T10:00:01.100Z,214536500,0", "1,2014-04-01T10:00:02.100Z,214536502,0",
+            "2,2014-04-02T10:00:02.100Z,214536500,0", "2,2014-04-02T10:00:01.100Z,214536502,0", "2,2014-04-02T10:00:00.100Z,214536500,0",
+            "3,2014-04-03T10:00:00.100Z,214536502,0", "3,2014-04-03T10:00:01.100Z,214536500,0",
+            "4,2014-04-04T10:00:00.100Z,214536502,0", "4,2014-04-04T10:00:01.100Z,214536500,0",
+            "5,2014-04-04T11:00:00.100Z,214577561,0"]  # one click: removed
     path = tmp_path / "clicks.dat"
     path.write_text("\n".join(rows) + "\n")
     train, test, n_items = preprocess_clicks(read_click_log(path, "yoochoose"), test_days=1)
@@ -144,10 +144,49 @@ def test_yoochoose_log_without_header_and_one_test_day(tmp_path: Path):
     assert read_click_log(with_header, "yoochoose").equals(read_click_log(path, "yoochoose"))
 
 
+def _random_log(path: Path, log_format: str, seed: int) -> None:
+    """A random click log: 600 sessions over 12 days, skewed items, shuffled timeframes,
+    some sessions split into two blocks of rows (as happens in the raw files)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(600):
+        day = int(rng.integers(0, 12))
+        n = int(rng.integers(1, 8))
+        items = np.minimum(rng.zipf(1.6, n), 60)
+        for k, item in enumerate(items):
+            if log_format == "yoochoose":
+                rows.append((s, f"{s},2014-04-{1 + day:02d}T{int(rng.integers(0, 24)):02d}:00:{k:02d}.000Z,{1000 + item},0"))
+            else:
+                rows.append((s, f"{s};NA;{item};{int(rng.integers(0, 5))};2016-01-{1 + day:02d}"))
+    order = np.arange(len(rows))
+    moved = rng.choice(len(rows), 40, replace=False)  # a few rows moved to the end of the file
+    order = np.concatenate([np.setdiff1d(order, moved), moved])
+    header = "" if log_format == "yoochoose" else "session_id;user_id;item_id;timeframe;eventdate\n"
+    path.write_text(header + "\n".join(rows[i][1] for i in order) + "\n")
+
+
+@pytest.mark.parametrize("log_format, test_days, fraction", [("diginetica", 7, 1), ("yoochoose", 1, 4)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_preprocessing_equals_srgnn_row_by_row(tmp_path: Path, log_format, test_days, fraction, seed):
+    from fgnn.notebook_reference import srgnn_preprocess
+
+    path = tmp_path / "log.txt"
+    _random_log(path, log_format, seed)
+    train, test, n_items = preprocess_clicks(read_click_log(path, log_format), test_days, fraction)
+    (tx, ty), (sx, sy), n_ref = srgnn_preprocess(path, log_format, test_days, fraction)
+    assert n_items == n_ref and len(train) == len(tx) > 20 and len(test) == len(sx) > 5
+    assert train.sequences() == tx and train.labels.tolist() == ty
+    assert test.sequences() == sx and test.labels.tolist() == sy
+
+
 @pytest.mark.real_data
 def test_sample_gives_the_notebooks_id_range():
     path = need_file("srgnn-sample", "sample_train-item-views.csv")
     train, test, n_items = preprocess_clicks(read_click_log(path, "diginetica"), test_days=7)
+    from fgnn.notebook_reference import srgnn_preprocess
+
+    (tx, ty), (sx, sy), _ = srgnn_preprocess(path, "diginetica", 7)
+    assert train.sequences() == tx and train.labels.tolist() == ty and test.sequences() == sx
     assert (len(train), len(test), n_items) == (1205, 99, 309)  # the notebook hard-codes n_node = 309
     assert max(train.items.max(), train.labels.max()) == 309 and test.labels.max() <= 309
 
