@@ -39,7 +39,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--dataset", choices=sorted(RAW_FILES), default="ml-100k", help="raw ratings to time")
     p.add_argument("--steps", type=int, default=None, help="training steps to time (default: one full epoch)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--eval-batch-users", type=int, default=256, help="users per evaluation batch")
+    p.add_argument("--eval-batch-users", type=int, default=64, help="users per evaluation batch")
     p.add_argument("--no-official", action="store_true", help="skip timing evaluation on the official ML-1m split")
     a = p.parse_args(argv)
     if a.threads:

@@ -95,3 +95,17 @@ def test_official_split_without_training_data_names_both_files(tmp_path):
     need_file("mpm-ml-1m", "test_ratings.csv")
     with pytest.raises(SystemExit, match="train_ratings.csv.*ratings.dat"):
         main(["--split", "official", "--out", str(tmp_path), "--no-progress"])
+
+
+def test_ml1m_path_end_to_end_on_a_hand_made_ratings_file(tmp_path):
+    from mpm.tests.test_mpm_data import HAND_MADE
+
+    f = tmp_path / "ratings.dat"
+    f.write_text(HAND_MADE)
+    out = tmp_path / "run"
+    assert main(["--dataset", "ml-1m", "--ratings-file", str(f), "--min-ratings", "4", "--history-size", "2",
+                 "--test-negatives", "2", "--epochs", "2", "--batch-size", "4", "--cache-dir", str(tmp_path / "c"),
+                 "--out", str(out), "--no-progress"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["data"] == {"users": 2, "items": 7, "history_size": 2, "train_entries": 3, "test": 2}
+    assert s["metrics"]["last"]["epoch"] == 2 and s["metrics"]["last"]["hr@10"] == 1.0  # 3 candidates, K = 10
