@@ -268,12 +268,14 @@ def plot_curves(history: list[dict[str, Any]], path: Path, k: int = 10, title: s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     ep = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
     for key, label in ((f"hr@{k}", f"test HR@{k}"), (f"ndcg@{k}", f"test NDCG@{k}"), (f"valid_hr@{k}", f"valid HR@{k}")):
         if all(key in h for h in history):
             ax.plot(ep, [h[key] for h in history], marker="o", ms=3, label=label)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch (0 = untrained)")
     ax.set_ylim(0, None)
     ax.grid(alpha=0.3)
