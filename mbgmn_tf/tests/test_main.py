@@ -34,6 +34,10 @@ def test_tiny_run_then_resume(tiny_folder, tmp_path):
     assert hist2[:2] == hist  # earlier epochs kept, not retrained
     # staircase decay continued from the restored global step: 2 steps per epoch, decay every 2
     assert np.isclose(hist2[2]["lr"], 1e-3 * 0.96 ** 3, rtol=1e-4)
+    from mbgmn_tf.plot import plot_run
+
+    assert [r["epoch"] for r in plot_run(out, tmp_path / "curve.png")] == [1, 2, 3]  # 2: last of the first run
+    assert (tmp_path / "curve.png").stat().st_size > 1000
 
 
 def test_tiny_run_on_sampled_subgraphs(tiny_folder, tmp_path):
