@@ -290,9 +290,9 @@ class MBGMN:
     @staticmethod
     def customized_predictor(u: tf.Tensor, i: tf.Tensor, params: dict) -> tf.Tensor:
         """LeakyReLU([u*i || u || i] w1 + b1) w2: [N, d] x 2 -> [N] (notebook ``_predict``)."""
-        x = tf.concat([u * i, u, i], -1)
-        hidden = leaky_relu(tf.einsum("np,npk->nk", x, params["w1"]) + params["b1"][:, 0])
-        return tf.einsum("nk,nk->n", hidden, params["w2"][:, :, 0])
+        x = tf.expand_dims(tf.concat([u * i, u, i], -1), 1)  # [N, 1, 3d]
+        hidden = leaky_relu(x @ params["w1"] + params["b1"])  # batched matmul, as the notebook
+        return tf.reshape(hidden @ params["w2"], [-1])
 
     def predict(self, src: int, tgt: int, uids: tf.Tensor, iids: tf.Tensor) -> tf.Tensor:
         """Scores [N] of (uids, iids) for target behaviour ``tgt`` seen from ``src`` (B = fused)."""
