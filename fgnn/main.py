@@ -82,7 +82,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    help="raw: run SR-GNN's preprocessing on the raw click log; prepared: read SR-GNN's "
                         "train.txt/test.txt pickles; auto: raw log if it can be had, else prepared")
     g.add_argument("--data-root", default=None,
-                   help="folder for the cached session graphs (default: <REPRO_DATA_DIR>/fgnn/<dataset>-<source>-v1)")
+                   help="folder for the cached session graphs (unset: <REPRO_DATA_DIR>/fgnn/<dataset>-<source>-v1)")
     g.add_argument("--loader", default="fast", choices=["fast", "pyg"],
                    help="fast: batches cut from the collated storage (fgnn.data.SessionBatches); pyg: "
                         "torch_geometric.loader.DataLoader (same batches, slower)")
@@ -122,7 +122,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     g.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda if available)")
     g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    g.add_argument("--out", default=None, help="run folder (default: fgnn/runs/<dataset>-<model>-seed<seed>)")
+    g.add_argument("--out", default=None, help="run folder (unset: fgnn/runs/<dataset>-<model>-seed<seed>)")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(argv)
