@@ -116,27 +116,43 @@ def comparison_table(
 
 
 class ScalarWriter:
-    """Minimal TensorBoard scalar writer (tensorboard's event-file writer, no TF or torch)."""
+    """Minimal TensorBoard scalar writer.
+
+    Writes the event-file format with tensorboard's record writer and protos only: unlike
+    tensorboard's ``EventFileWriter`` (which goes through ``tf.io.gfile``) it never imports
+    TensorFlow, so PyTorch runs stay free of it.
+    """
 
     def __init__(self, logdir: str | os.PathLike):
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        import socket
 
-        self._writer = EventFileWriter(str(logdir))
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        logdir = Path(logdir)
+        logdir.mkdir(parents=True, exist_ok=True)
+        name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+        self._file = open(logdir / name, "ab")
+        self._records = RecordWriter(self._file)
+        self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def _write(self, event) -> None:
+        self._records.write(event.SerializeToString())
 
     def add_scalar(self, tag: str, value: float, step: int) -> None:
         from tensorboard.compat.proto import event_pb2, summary_pb2
 
         summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(value))])
-        self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+        self._write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
 
     def add_scalars(self, values: Mapping[str, float], step: int, prefix: str = "") -> None:
         for tag, value in values.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.add_scalar(prefix + tag, value, step)
-        self._writer.flush()
+        self._file.flush()
 
     def close(self) -> None:
-        self._writer.close()
+        self._file.close()
 
 
 class RunRecord:

@@ -31,7 +31,7 @@ def test_run_record_roundtrip_and_resume(tmp_path):
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [0, 1, 2]
     assert rec.best("hr@10")["epoch"] == 1 and rec.best("hr@10", "min")["epoch"] == 0
-    assert list((tmp_path / "tb").iterdir())  # TensorBoard event file written
+    _assert_tensorboard_reads(tmp_path / "tb", "hr@10", [0, 1, 2])
 
     again = RunRecord(tmp_path, paper="mpm", dataset="ml-100k", config={"lr": 1e-3}, resume=True)
     assert again.next_epoch == 3 and len(again.history) == 3
@@ -59,3 +59,32 @@ def test_comparison_table_columns():
     header, _, row = t.splitlines()[:3]
     assert [c.strip() for c in header.strip("|").split("|")] == ["metric", "published", "reference", "this run", "delta"]
     assert [c.strip() for c in row.strip("|").split("|")] == ["rmse", "0.9000", "1.0200", "1.0000", "+0.1000"]
+
+
+def _assert_tensorboard_reads(logdir, tag, steps):
+    """Parse the TFRecord framing by hand (uint64 length, crc, data, crc) into Event protos."""
+    import struct
+
+    from tensorboard.compat.proto import event_pb2
+
+    (path,) = list(logdir.iterdir())
+    data, pos, found = path.read_bytes(), 0, []
+    while pos < len(data):
+        (length,) = struct.unpack("<Q", data[pos:pos + 8])
+        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+        pos += 12 + length + 4
+        found += [event.step for v in event.summary.value if v.tag == tag]
+    assert found == steps
+
+
+def test_scalar_writer_does_not_import_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from common.runs import ScalarWriter; w = ScalarWriter(sys.argv[1]); "
+        "w.add_scalars({'loss': 1.0}, 1); w.close(); print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
