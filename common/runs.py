@@ -74,7 +74,16 @@ def hardware(device: str = "cpu") -> str:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu}, {cores} cores, {platform.system()} ({device})"
+    where = str(device)
+    if where.startswith("cuda"):
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                where = f"{where}: {torch.cuda.get_device_name(torch.device(where))}"
+        except Exception:  # pragma: no cover - naming the GPU is best effort
+            pass
+    return f"{cpu}, {cores} cores, {platform.system()} ({where})"
 
 
 def _fmt(v: Any) -> str:

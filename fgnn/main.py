@@ -266,8 +266,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["generator"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
         rec.history = [h for h in rec.history if h["epoch"] <= state["epoch"]]
         log.info("resumed from %s after epoch %d", ckpt_path, state["epoch"])
     log.info("%s", model)
