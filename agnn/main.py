@@ -124,11 +124,11 @@ def run(args: argparse.Namespace, mode: str, graph: str, out: Path) -> dict:
     rec = RunRecord(out, paper="agnn", dataset="agnn-ml100k", config=config, resume=args.resume)
     ckpt = out / "checkpoint.pt"
     if args.resume and ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, map_location=args.device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it
         log.info("resumed from %s after epoch %d", ckpt, state["epoch"])
     global_mean = float(data.train[:, 2].mean())
     baseline = {"rmse": rmse(np.full(len(data.val), global_mean), data.val[:, 2]),

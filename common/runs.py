@@ -263,12 +263,17 @@ class RunRecord:
         }
         write_json(self.dir / "summary.json", summary)
         flat = _flatten(metrics)
-        # A published value applies to every group of the same metric ("best/hr@10", "last/hr@10").
+        # A value keyed by the full name ("test/recall@10") applies to that row only; one keyed by
+        # the bare metric ("hr@10") applies to every group of it ("best/hr@10", "last/hr@10").
         pub, ref = published or {}, reference or {}
+
+        def match(table: Mapping[str, Any], k: str) -> Any:
+            return table[k] if k in table else table.get(k.split("/")[-1])
+
         table = comparison_table(
             flat,
-            {k: pub.get(k.split("/")[-1]) for k in flat},
-            {k: ref.get(k.split("/")[-1]) for k in flat},
+            {k: match(pub, k) for k in flat},
+            {k: match(ref, k) for k in flat},
             published_source,
             reference_source,
         )

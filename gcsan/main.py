@@ -250,7 +250,7 @@ def run(cfg: dict) -> dict:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         rng.bit_generator.state = ck["rng"]
-        torch.set_rng_state(ck["torch_rng"])
+        torch.set_rng_state(ck["torch_rng"].cpu())  # map_location may have moved it
         state = ck["state"]
         print(f"[resume] from epoch {ck['epoch']} (best {metric} {state['best']:.4f} at epoch {state['best_epoch']})")
     start = rec.next_epoch

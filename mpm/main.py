@@ -319,7 +319,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         state = torch.load(ckpt_path, map_location=args.device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location may have moved it
         rng.bit_generator.state = state["numpy_rng"]
         start = state["epoch"] + 1
         log.info("resumed from %s after epoch %d", ckpt_path, state["epoch"])

@@ -61,6 +61,20 @@ def test_comparison_table_columns():
     assert [c.strip() for c in row.strip("|").split("|")] == ["rmse", "0.9000", "1.0200", "1.0000", "+0.1000"]
 
 
+def test_finish_published_per_group_or_per_metric(tmp_path):
+    """A full key ("test/recall@10") fills one row; a bare metric name fills every group."""
+    rec = RunRecord(tmp_path, paper="gcsan", dataset="ml-1m", config={})
+    table = rec.finish(
+        {"valid": {"recall@10": 0.30, "ndcg@10": 0.16}, "test": {"recall@10": 0.27, "ndcg@10": 0.15}},
+        published={"test/recall@10": 0.2674, "ndcg@10": 0.1500},
+    )
+    rows = {r.split("|")[1].strip(): [c.strip() for c in r.strip("|").split("|")]
+            for r in table.splitlines()[2:] if r.startswith("|")}
+    assert rows["valid/recall@10"][1] == "-" and rows["test/recall@10"][1] == "0.2674"
+    assert rows["valid/ndcg@10"][1] == "0.1500" and rows["test/ndcg@10"][1] == "0.1500"
+    assert rows["test/recall@10"][4] == "+0.0026"
+
+
 def _assert_tensorboard_reads(logdir, tag, steps):
     """Parse the TFRecord framing by hand (uint64 length, crc, data, crc) into Event protos."""
     import struct

@@ -29,6 +29,25 @@ def test_short_ml100k_run_beats_popularity(tmp_path):
     assert abs(again["test"]["recall@10"] - out["test"]["recall@10"]) < 1e-9
 
 
+def test_resume_mid_run_continues_exactly(tmp_path, monkeypatch):
+    """Two epochs in one go equal one epoch, then a second one after --resume (model, optimizer,
+    numpy and torch random states restored from last.ckpt; only the missing epoch is trained)."""
+    import gcsan.main as gm
+
+    need_file("ml-100k", "u.data")
+    small = ["--dataset", "ml-100k", "--max-len", "10", "--n-layers", "1", "--n-heads", "1",
+             "--batch-size", "512", "--max-train-batches", "4", "--seed", "3"]
+    whole = main([*small, "--max-epochs", "2", "--out", str(tmp_path / "whole")])
+    main([*small, "--max-epochs", "1", "--out", str(tmp_path / "split")])
+    calls = []
+    real_train_epoch = gm.train_epoch
+    monkeypatch.setattr(gm, "train_epoch", lambda *a, **k: calls.append(1) or real_train_epoch(*a, **k))
+    resumed = main([*small, "--max-epochs", "2", "--out", str(tmp_path / "split"), "--resume"])
+    assert len(calls) == 1
+    for k in ("recall@10", "mrr@10", "ndcg@20"):
+        assert abs(whole["test"][k] - resumed["test"][k]) < 1e-9, (k, whole["test"], resumed["test"])
+
+
 def test_train_epoch_sees_every_example_once_with_and_without_buckets():
     import numpy as np
     import torch
