@@ -20,6 +20,8 @@ from typing import Optional
 
 import numpy as np
 
+from common.runs import atomic_path
+
 
 def collect(runs: Path) -> str:
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
@@ -81,11 +83,9 @@ def plot(runs: Path, png: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(png.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(png)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
