@@ -301,6 +301,8 @@ def run(cfg: dict) -> dict:
     popularity = popularity_metrics(data, data.test)
     pub, pub_src = PUBLISHED.get(cfg["data"], ({}, ""))
     ref, ref_src = REFERENCE.get(cfg["data"], ({}, ""))
+    # Both are test-set numbers: keyed "test/<metric>" they fill the test rows only, not the valid ones.
+    pub, ref = ({f"test/{k}": v for k, v in d.items()} for d in (pub, ref))
     epochs_run = max(h["epoch"] for h in rec.history)
     table = rec.finish(final, published=pub, reference=ref, epochs=epochs_run, seed=cfg["seed"],
                        device=device, published_source=pub_src, reference_source=ref_src,

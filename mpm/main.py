@@ -367,8 +367,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     rec.finish(metrics, epochs=args.epochs, seed=args.seed, device=args.device,
                published_source=PUBLISHED_SOURCE, reference_source=REFERENCE_SOURCE if reference else "",
                extra={"split": args.split, "valid": args.valid, "data": data.summary(), "reference": reference})
-    # One row per (group, metric): the published column applies to the trained rows only, the
-    # reference column to the rows it was measured for (common.runs maps by metric name only).
+    # Own table instead of rec.finish's: one row per (group, metric) without the groups' "epoch"
+    # entries (named in a line below the table instead); the published column applies to the
+    # trained rows only, the reference column to the rows it was measured for.
     flat = {f"{g}/{name}": v for g, m in metrics.items() for name, v in m.items() if name != "epoch"}
     published = {n: PUBLISHED[n.split("/")[1]] for n in flat
                  if n.split("/")[0] in ("best_test_epoch_official_rule", "last", "best_valid_epoch")}
