@@ -35,6 +35,7 @@ from typing import Iterable, Optional
 
 from tqdm.auto import tqdm
 
+from common.cli import DataError, run_cli
 from common.registry import DATASETS, Archive, Dataset, FileSpec
 
 log = logging.getLogger("common.datasets")
@@ -45,8 +46,8 @@ DEFAULT_CACHE = Path.home() / ".cache" / "recsys-repro"
 _CHUNK = 1 << 20
 
 
-class DatasetError(Exception):
-    """Base class of the errors below."""
+class DatasetError(DataError):
+    """Base class of the errors below (user errors: one paragraph, exit code 3, no traceback)."""
 
 
 class UnknownDatasetError(DatasetError, KeyError):
@@ -147,12 +148,14 @@ def _stamp(path: Path) -> Path:
 
 
 def _stamp_value(path: Path) -> str:
+    """Size, mtime, inode and ctime of ``path``: a rewrite in place changes the ctime (which ``touch``
+    cannot set back) and a replacement changes the inode, so either one makes the file hashed again."""
     st = path.stat()
-    return f"{st.st_size} {st.st_mtime_ns}"
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ino} {st.st_ctime_ns}"
 
 
 def _verified_in_cache(name: str, spec: FileSpec, path: Path) -> bool:
-    """True if ``path`` exists and verifies; re-hashes only when size/mtime changed."""
+    """True if ``path`` exists and verifies; re-hashes unless size, mtime, inode and ctime are unchanged."""
     if not path.is_file():
         return False
     stamp = _stamp(path)
@@ -357,10 +360,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             try:
                 print(f"ok       {fetch_file(name, spec.path)}")
             except DatasetError as e:
-                status = 1
+                status = DataError.code
                 print(f"MISSING  {name}/{spec.path}\n{e}\n")
     return status
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main, prog="python -m common.datasets"))

@@ -8,6 +8,7 @@ import logging
 import os
 import pickle
 import threading
+import time
 import urllib.error
 import zipfile
 from pathlib import Path
@@ -121,6 +122,23 @@ def test_corrupted_cache_file_is_refused(cache, offline):
     msg = str(e.value)
     assert "sha256 mismatch" in msg and spec.sha256 in msg and str(path) in msg
     assert D._hashes(path)[0] in msg
+
+
+@needs_mirror
+def test_in_place_rewrite_with_size_and_mtime_kept_is_refused(cache, offline):
+    """``touch -r`` can restore size and mtime but not ctime: the stamp holds both, so the file is hashed again."""
+    path = D.fetch_file("srgnn-sample", "sample_train-item-views.csv")
+    assert D.fetch_file("srgnn-sample", "sample_train-item-views.csv") == path  # stamped, not re-hashed
+    st = os.stat(path)
+    data = bytearray(path.read_bytes())
+    data[100] = ord("X") if data[100] != ord("X") else ord("Y")
+    time.sleep(0.01)
+    with open(path, "r+b") as f:  # in place: same inode, same size
+        f.write(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # what `touch -r` does
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(D.ChecksumError, match="sha256 mismatch"):
+        D.fetch_file("srgnn-sample", "sample_train-item-views.csv")
 
 
 def test_no_mirror_no_network_names_url_and_path(cache, offline, monkeypatch):

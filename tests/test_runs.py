@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from common.cli import OutputError
 from common.runs import RunRecord, atomic_path, comparison_table
 
 
@@ -47,18 +48,22 @@ def test_run_record_roundtrip_and_resume(tmp_path):
     for key in ("paper", "dataset", "metrics", "published", "reference", "epochs", "seed",
                 "wall_seconds", "hardware"):
         assert key in summary
-    assert "best/hr@10" in table and "+0.0500" in table and "not available offline" in table
+    assert "best/hr@10" in table and "+0.0500 (published)" in table and "not available offline" in table
     assert (tmp_path / "comparison.md").read_text().strip() == table
 
-    fresh = RunRecord(tmp_path, paper="mpm", dataset="ml-100k", config={})
-    assert fresh.history == []  # without --resume a run starts its history anew
+    with pytest.raises(OutputError, match="--resume.*--overwrite"):
+        RunRecord(tmp_path, paper="mpm", dataset="ml-100k", config={})  # a used folder is never mixed into
+    fresh = RunRecord(tmp_path, paper="mpm", dataset="ml-100k", config={}, overwrite=True)
+    assert fresh.history == [] and not (tmp_path / "metrics.jsonl").exists()
+    assert len(list((tmp_path / "tb").iterdir())) == 1  # the old run's TensorBoard events are gone
 
 
 def test_comparison_table_columns():
     t = comparison_table({"rmse": 1.0}, {"rmse": 0.9}, {"rmse": 1.02})
     header, _, row = t.splitlines()[:3]
-    assert [c.strip() for c in header.strip("|").split("|")] == ["metric", "published", "reference", "this run", "delta"]
-    assert [c.strip() for c in row.strip("|").split("|")] == ["rmse", "0.9000", "1.0200", "1.0000", "+0.1000"]
+    assert [c.strip() for c in header.strip("|").split("|")] == ["metric", "published", "reference", "this run",
+                                                                  "delta (vs published, else reference)"]
+    assert [c.strip() for c in row.strip("|").split("|")] == ["rmse", "0.9000", "1.0200", "1.0000", "+0.1000 (published)"]
 
 
 def test_finish_published_per_group_or_per_metric(tmp_path):
@@ -72,7 +77,7 @@ def test_finish_published_per_group_or_per_metric(tmp_path):
             for r in table.splitlines()[2:] if r.startswith("|")}
     assert rows["valid/recall@10"][1] == "-" and rows["test/recall@10"][1] == "0.2674"
     assert rows["valid/ndcg@10"][1] == "0.1500" and rows["test/ndcg@10"][1] == "0.1500"
-    assert rows["test/recall@10"][4] == "+0.0026"
+    assert rows["test/recall@10"][4] == "+0.0026 (published)"
 
 
 def _assert_tensorboard_reads(logdir, tag, steps):
