@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PAPER  ?= all
+QUICK  ?= 0
+SEEDS  ?=
+FORCE  ?= 0
 ARGS   ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -11,12 +14,15 @@ ifneq ($(wildcard ../shared/data),)
 export REPRO_DATA_MIRROR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: env reproduce test test-fast clean-env help
+.PHONY: env reproduce report test test-fast clean-env help
 
 help:
-	@echo "make reproduce [PAPER=mbgmn_tf|fgnn|agnn|mpm|gcsan] [ARGS='...']  main job(s)"
-	@echo "make test                                                    every test"
-	@echo "make env                                                     only create $(VENV)"
+	@echo "make reproduce [PAPER=mbgmn_tf|fgnn|agnn|mpm|gcsan] [QUICK=1] [SEEDS=0,1,2] [FORCE=1]"
+	@echo "                  plan, run (resumable, shortest first) and write runs/REPORT.md"
+	@echo "make reproduce QUICK=1   every paper on a shortened schedule (<= 15 min on 2 cores): try this first"
+	@echo "make report              runs/REPORT.md from existing runs, and README tables from results/"
+	@echo "make test                every test"
+	@echo "make env                 only create $(VENV)"
 
 env: $(STAMP)
 
@@ -27,7 +33,11 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 reproduce: $(STAMP)
-	$(BIN)/python -m common.reproduce $(PAPER) $(ARGS)
+	$(BIN)/python -m common.reproduce '$(PAPER)' --quick '$(QUICK)' $(if $(SEEDS),--seeds '$(SEEDS)') --force '$(FORCE)' $(ARGS)
+
+report: $(STAMP)
+	$(BIN)/python -m common.reproduce '$(PAPER)' --quick '$(QUICK)' --report-only
+	$(BIN)/python -m common.report --readmes
 
 # TensorFlow's disable_v2_behavior() is process-wide: the TF1 paper runs in its own pytest process.
 test: $(STAMP)
