@@ -240,10 +240,7 @@ class GCSAN(nn.Module):
 
     def loss(self, seq: torch.Tensor, length: torch.Tensor, target: torch.Tensor,
              negative: torch.Tensor | None = None) -> torch.Tensor:
-        """CE over all item ids (padding column included, as RecBole) or BPR, plus reg_weight · EmbLoss.
-
-        EmbLoss is RecBole's: the (unsquared) Frobenius norm of the item table divided by its rows.
-        """
+        """CE over all item ids (padding column included, as RecBole) or BPR, plus reg_weight · EmbLoss."""
         s = self.forward(seq, length)
         if self.loss_type == "CE":
             main = F.cross_entropy(s @ self.item_embedding.weight.t(), target)
@@ -253,5 +250,9 @@ class GCSAN(nn.Module):
             pos = (s * self.item_embedding(target)).sum(-1)
             neg = (s * self.item_embedding(negative)).sum(-1)
             main = -torch.log(1e-10 + torch.sigmoid(pos - neg)).mean()
+        return main + self.reg_weight * self.emb_loss()
+
+    def emb_loss(self) -> torch.Tensor:
+        """RecBole's EmbLoss on the item table: its unsquared Frobenius norm divided by its rows."""
         emb = self.item_embedding.weight
-        return main + self.reg_weight * torch.norm(emb, p=2) / emb.shape[0]
+        return torch.norm(emb, p=2) / emb.shape[0]
