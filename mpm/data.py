@@ -6,8 +6,11 @@ The steps are those of the authors' ``data_preprocess.py`` (the notebook's prepr
 2. keep users with at least ``MIN_RATINGS`` (20) ratings;
 3. map users and items to dense ids ``0..n-1`` in order of first appearance (in file order,
    after the filter);
-4. sort by timestamp -- **stably** here (ties keep file order); the notebook's
-   ``sort_values`` is quicksort, which breaks ties arbitrarily;
+4. sort by timestamp: ``tie_order="authors"`` (default) makes the notebook's own call,
+   ``df.sort_values(by='timestamp')`` on the datetime column (pandas' default quicksort, which
+   orders same-second ratings in no meaningful but deterministic order), and keeps each user's
+   ratings in that global order; ``tie_order="stable"`` sorts stably instead (ties keep file
+   order);
 5. per user: the last item is the test item, its previous ``history_size`` (9) items its history,
    and 99 negatives are drawn from the items the user never rated -- from a seeded numpy
    generator here (the notebook seeds numpy but draws with Python's ``random``, so its negatives
@@ -50,7 +53,8 @@ MIN_RATINGS = 20
 HISTORY_SIZE = 9
 TEST_NEGATIVES = 99
 PREPROCESS_SEED = 0  # the notebook's ``RANDOM_SEED`` for its preprocessing script
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+TIE_ORDERS = ("authors", "stable")
 
 # dataset name -> (registry dataset, file, format); formats as in the notebook's loaders.
 RAW_FILES: dict[str, tuple[str, str, str]] = {
@@ -162,10 +166,28 @@ def dense_ids(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), np.asarray(uniques)
 
 
-def time_order(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
-    """Step 4: a stable order by (user, timestamp): each user's ratings in time order, ties in
-    file order -- the same per-user sequences as a stable global sort by time."""
-    return np.lexsort((timestamps, users))
+def time_order(users: np.ndarray, timestamps: np.ndarray, tie_order: str = "authors") -> np.ndarray:
+    """Step 4: an order of the ratings by (user, time) [len]: each user's ratings in time order.
+
+    ``tie_order`` decides the order of a user's same-second ratings:
+
+    * ``"authors"``: the notebook's ``df.sort_values(by='timestamp', inplace=True)`` on the
+      datetime column (pandas' default ``kind="quicksort"``), then each user's ratings in that
+      global order (the notebook appends them to the user's list row by row). The datetime dtype
+      matters: numpy sorts datetime64 with its generic introsort (the order did not change with
+      numpy's SIMD paths disabled, ``NPY_DISABLE_CPU_FEATURES=X86_V3``), while int64 keys go to a
+      CPU-specific SIMD sort (AVX2 here) whose order of ties differs.
+    * ``"stable"``: ties keep file order (a stable sort).
+
+    users, timestamps (seconds) [len], in file order after the user filter.
+    """
+    if tie_order == "stable":
+        return np.lexsort((timestamps, users))
+    if tie_order != "authors":
+        raise ValueError(f"unknown tie order {tie_order!r}; valid: {', '.join(TIE_ORDERS)}")
+    frame = pd.DataFrame({"user_id": users, "timestamp": pd.to_datetime(timestamps, unit="s")})
+    by_time = frame.sort_values(by="timestamp").index.to_numpy()   # the notebook's call
+    return by_time[np.argsort(users[by_time], kind="stable")]      # per user, in that order
 
 
 def sample_negatives(
@@ -202,13 +224,14 @@ def build(
     seed: int = PREPROCESS_SEED,
     min_ratings: int = MIN_RATINGS,
     valid: bool = False,
+    tie_order: str = "authors",
 ) -> MPMData:
     """Steps 2-6 on raw ratings in file order (see the module docstring)."""
     df = filter_users(df, min_ratings)
     users, _ = dense_ids(df["user_id"].to_numpy())
     items, _ = dense_ids(df["item_id"].to_numpy())
     nb_users, nb_items = int(users.max()) + 1, int(items.max()) + 1
-    order = time_order(users, df["timestamp"].to_numpy())
+    order = time_order(users, df["timestamp"].to_numpy(), tie_order)
     users, items = users[order], items[order]
 
     # position of each rating within its user's time-ordered sequence
@@ -271,6 +294,7 @@ def load(
     min_ratings: int = MIN_RATINGS,
     valid: bool = False,
     cache: Optional[str | os.PathLike] = None,
+    tie_order: str = "authors",
 ) -> MPMData:
     """Preprocessed data for ``dataset`` (or the ratings file ``path`` in format ``fmt``), cached.
 
@@ -285,7 +309,8 @@ def load(
         raise ValueError(f"give the format of {path} ('::', 'tab' or 'csv')")
     st = path.stat()
     params = dict(file=path.name, size=st.st_size, mtime=st.st_mtime_ns, fmt=fmt, history=history_size,
-                  negatives=negatives, seed=seed, min_ratings=min_ratings, valid=valid, v=CACHE_VERSION)
+                  negatives=negatives, seed=seed, min_ratings=min_ratings, valid=valid, tie_order=tie_order,
+                  v=CACHE_VERSION)
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache) if cache else cache_dir() / "mpm-preprocessed"
     cached = folder / f"{dataset}-{key}.npz"
@@ -293,7 +318,7 @@ def load(
         log.info("preprocessed data from cache %s", cached)
         return MPMData.load(cached)
     t0 = time.time()
-    data = build(read_ratings(path, fmt), history_size, negatives, seed, min_ratings, valid)
+    data = build(read_ratings(path, fmt), history_size, negatives, seed, min_ratings, valid, tie_order)
     log.info("preprocessed %s in %.1f s: %s", path, time.time() - t0, data.summary())
     if cache != "":
         folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from common.testing import need_file
-from mpm.main import evaluate, main, official_best, sample_epoch
+from mpm.main import evaluate, main, official_best, parse_args, sample_epoch
 
 
 def test_sampler_never_yields_a_training_positive_and_keeps_the_layout():
@@ -51,6 +51,13 @@ def test_evaluation_of_a_hand_built_scorer():
                  batch_users=3)
     assert m["hr@10"] == pytest.approx(0.75)
     assert m["ndcg@10"] == pytest.approx((1 + 2 / math.log2(7)) / 4)
+
+
+def test_tie_order_defaults_to_the_authors_sort():
+    assert parse_args([]).tie_order == "authors"
+    assert parse_args(["--tie-order", "stable"]).tie_order == "stable"
+    with pytest.raises(SystemExit):
+        parse_args(["--tie-order", "quicksort"])
 
 
 def test_official_best_epoch_rule():
