@@ -129,6 +129,11 @@ def prepare_out(out: str | os.PathLike, resume: bool = False, overwrite: bool = 
         raise OutputError(f"--out {out} is a file, not a folder: choose another --out.")
     if out.is_dir():
         if overwrite:
+            if any(out.iterdir()) and not any((out / n).exists() for n in ("config.json", "metrics.jsonl",
+                                                                              "summary.json")):
+                raise OutputError(
+                    f"--overwrite would delete everything in {out}, which does not look like a run folder (no "
+                    f"config.json, metrics.jsonl or summary.json): choose a run folder or a new --out.")
             for child in out.iterdir():
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
         else:

@@ -146,6 +146,12 @@ def test_stale_tmp_removed_and_out_rules(tmp_path):
     assert prepare_out(run, resume=True) == run
     prepare_out(run, overwrite=True)
     assert list(run.iterdir()) == []
+    other = tmp_path / "home"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    with pytest.raises(OutputError, match="does not look like a run folder"):
+        prepare_out(other, overwrite=True)  # --overwrite never empties a folder that is not a run's
+    assert (other / "thesis.tex").exists()
     f = tmp_path / "file"
     f.write_text("")
     with pytest.raises(OutputError, match="is a file"):
