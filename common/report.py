@@ -323,14 +323,35 @@ def render_results(patterns: list[str], results: Path = RESULTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+LOWER_IS_BETTER = ("rmse", "mae")
+
+
+def best_baseline(paper: str, dataset: str, setting: str, metric: str, results: Path = RESULTS) -> Optional[str]:
+    """The best baseline on ``metric`` among the records ``results/<paper>/baselines*`` of this dataset and
+    setting (headline keys ``<baseline>/<metric>``), as ``"<baseline> 0.1234"``; None without records."""
+    best: Optional[tuple[float, str]] = None
+    lower = metric.split("/")[-1] in LOWER_IS_BETTER
+    for d in sorted((results / paper).glob("baselines*")):
+        r = read_run(d)
+        if not r or r.get("dataset") != dataset or (r.get("setting") or "") != (setting or ""):
+            continue
+        for key, v in r.get("headline", {}).items():
+            name, _, m = key.partition("/")
+            if m == metric and isinstance(v, (int, float)) and math.isfinite(v):
+                if best is None or (v < best[0] if lower else v > best[0]):
+                    best = (v, name)
+    return f"{best[1]} {best[0]:.4f}" if best else None
+
+
 def render_glance(patterns: list[str], results: Path = RESULTS) -> str:
-    """Top-level "Results at a glance": one row per (paper, dataset, setting) group of run records."""
+    """Top-level "Results at a glance": one row per (paper, dataset, setting) group of run records, with the
+    reference (authors' code) and the best tuned baseline under the same protocol where there are records."""
     runs = results_runs(patterns, results)
     groups: dict[tuple, list] = {}
     for r in runs:
         groups.setdefault((r["paper"], r["dataset"], r.get("setting", "")), []).append(r)
     rows = [("paper", "dataset", "setting", "this repository (mean ± std over seeds)", "selection", "reference",
-             "delta", "epochs")]
+             "delta", "best baseline", "epochs")]
     for (paper, dataset, setting), rs in groups.items():
         done = [r for r in rs if r.get("status", "finished") == "finished"]
         metrics = _metric_names(done)
@@ -342,8 +363,9 @@ def render_glance(patterns: list[str], results: Path = RESULTS) -> str:
         refs = "; ".join(f"{m} {fmt(ref[m])}" for m in metrics if m in ref) or "-"
         deltas = "; ".join(f"{m} {delta(agg['metrics'][m]['mean'], pub.get(m), ref.get(m))}" for m in metrics
                            if m in ref or isinstance(pub.get(m), (int, float))) or "-"
+        base = "; ".join(f"{m} {b}" for m in metrics if (b := best_baseline(paper, dataset, setting, m, results)))
         rows.append((paper, dataset, setting or "-", ours, ", ".join(agg["selection"]) or "-", refs, deltas,
-                     ", ".join(str(e) for e in agg["epochs"])))
+                     base or "-", ", ".join(str(e) for e in agg["epochs"])))
     return "\n".join(_md_table(rows)) + "\n"
 
 

@@ -121,3 +121,28 @@ def test_published_and_reference_are_data():
     for paper in ("mbgmn_tf", "fgnn", "agnn", "mpm", "gcsan"):
         assert (ROOT / paper / "reference.json").is_file(), paper
     assert reference_for("nope", "d")["values"] == {}
+
+
+def _record(folder, paper, seed, headline, dataset="d", setting="", status="finished"):
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({
+        "paper": paper, "dataset": dataset, "setting": setting, "status": status, "seed": seed, "epochs": 2,
+        "headline": headline, "selection": "last epoch", "wall_seconds": 61, "hardware": "cpu",
+        "command": f"python -m {paper}.main --seed {seed}", "git_commit": "abc123"}))
+    (folder / "metrics.jsonl").write_text("")
+
+
+def test_readme_markers_render_records(tmp_path):
+    res = tmp_path / "results"
+    _record(res / "mpm" / "x-s0", "mpm", 0, {"hr@10": 0.70})
+    _record(res / "mpm" / "x-s1", "mpm", 1, {"hr@10": 0.72})
+    _record(res / "mpm" / "baselines-d", "mpm", 0, {"ease/hr@10": 0.69, "pop/hr@10": 0.4})
+    text = "a\n<!-- results: mpm/x-s* -->\nold\n<!-- /results -->\nb\n<!-- glance: mpm/x-s* -->\n<!-- /glance -->\n"
+    new = report.update_readme(text, res)
+    assert "old" not in new and new.startswith("a\n<!-- results: mpm/x-s* -->\n") and "\nb\n" in new
+    assert "0.7100 ± 0.0141 (n=2)" in new  # mean and sample std of 0.70 and 0.72
+    assert "python -m mpm.main --seed 1" in new and "abc123" in new
+    assert "hr@10 ease 0.6900" in new  # best baseline in the glance table
+    assert report.update_readme(new, res) == new  # idempotent
+    with pytest.raises(Exception, match="matches no run record"):
+        report.update_readme("<!-- results: mpm/nothing* -->\n<!-- /results -->", res)
