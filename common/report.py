@@ -53,9 +53,9 @@ def read_run(run_dir: Path) -> Optional[dict[str, Any]]:
 def fmt(v: Any, digits: int = 4) -> str:
     if v is None:
         return "-"
-    if isinstance(v, bool):
+    if isinstance(v, (bool, int)):
         return str(v)
-    if isinstance(v, (int, float)):
+    if isinstance(v, float):
         return f"{v:.{digits}f}" if math.isfinite(v) else "nan"
     if isinstance(v, (list, tuple)) and len(v) == 2:
         return f"{fmt(v[0], digits)}-{fmt(v[1], digits)}"
@@ -292,7 +292,7 @@ def render_results(patterns: list[str], results: Path = RESULTS) -> str:
         h = r.get("headline", {})
         status = "" if r.get("status", "finished") == "finished" else f" ({r.get('status')})"
         rows.append((f"`{r['_name']}`{status}", str(r.get("seed", "-")), r.get("selection", "-") or "-",
-                     *[fmt(h.get(m)) for m in metrics], str(r.get("epochs", "-")), hms(r.get("wall_seconds")),
+                     *[fmt(h.get(m)) for m in metrics], fmt(r.get("epochs")), hms(r.get("wall_seconds")),
                      short_commit(r.get("git_commit"))))
     groups = {(r["paper"], r["dataset"], r.get("setting", "")) for r in runs}
     done = [r for r in runs if r.get("status", "finished") == "finished"]
