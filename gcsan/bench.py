@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from common.runs import hardware
+from common.cli import positive_int, run_cli
 from gcsan.data import Split, load
 from gcsan.main import MODEL_DEFAULTS, build_parser, evaluate, resolve_config, train_epoch
 from gcsan.model import GCSAN
@@ -31,11 +32,11 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="ml-100k", help="as in gcsan.main")
     p.add_argument("--protocol", default="recbole", choices=["recbole", "srgnn"], help="as in gcsan.main")
-    p.add_argument("--batches", type=int, default=5, help="training batches to time")
-    p.add_argument("--batch-size", type=int, default=None, help="training batch size (default: preset)")
+    p.add_argument("--batches", type=positive_int, default=5, help="training batches to time")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="training batch size (default: preset)")
     p.add_argument("--bucket-batches", action="store_true", help="as in gcsan.main")
     p.add_argument("--device", default="cpu", help="torch device")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     a = p.parse_args(argv)
     args = build_parser().parse_args(["--dataset", a.dataset, "--protocol", a.protocol, "--device", a.device]
                                      + (["--batch-size", str(a.batch_size)] if a.batch_size else []))
@@ -79,4 +80,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_cli(lambda argv: main(argv) and 0))

@@ -32,6 +32,7 @@ import hashlib
 import json
 import pickle
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -39,6 +40,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from common.cli import DataError
 from common.datasets import cache_dir, fetch_file
 
 CACHE_VERSION = 1
@@ -198,12 +200,29 @@ def truncate(split: Split, max_len: Optional[int]) -> Split:
     return Split(split.items, split.start + cut, split.length - cut, split.target)
 
 
+def read_srgnn(path: str | Path) -> Split:
+    """SR-GNN's ``train.txt`` / ``test.txt``: a pickled ``(sessions, labels)`` pair."""
+    with open(path, "rb") as f:
+        sessions, labels = pickle.load(f)
+    return srgnn_split(sessions, labels)
+
+
+def _read_or_data_error(reader, path: Path):
+    """``reader(path)``; a malformed file becomes a :class:`DataError` naming it and the fix."""
+    try:
+        return reader(path)
+    except (ValueError, KeyError, TypeError, IndexError, EOFError, pickle.UnpicklingError,
+            pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {path}: {type(e).__name__}: {e}. The file is malformed (expected the "
+                        f"format of {reader.__name__}: {(reader.__doc__ or '').splitlines()[0]}); delete it from "
+                        f"the cache ({cache_dir()}) so that it is fetched and verified again, or check the "
+                        f"mirror's copy.") from e
+
+
 def srgnn_protocol(train_path: Path, test_path: Path, valid_portion: float, seed: int,
                    max_len: Optional[int]) -> SeqData:
-    with open(train_path, "rb") as f:
-        train = srgnn_split(*pickle.load(f))
-    with open(test_path, "rb") as f:
-        test = srgnn_split(*pickle.load(f))
+    train = _read_or_data_error(read_srgnn, train_path)
+    test = _read_or_data_error(read_srgnn, test_path)
     n_items = int(max(train.items.max(), train.target.max(), test.items.max(), test.target.max())) + 1
     valid = None
     if valid_portion > 0:
@@ -260,7 +279,7 @@ def load(dataset: str, max_len: Optional[int] = None, valid_portion: float = 0.1
     ``valid_portion`` and ``seed`` apply to the SR-GNN protocol only.
     """
     if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+        raise DataError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
     spec = DATASETS[dataset]
     name, path = spec["source"]
     t0 = time.time()
@@ -274,14 +293,18 @@ def load(dataset: str, max_len: Optional[int] = None, valid_portion: float = 0.1
     key = json.dumps({**params, "v": CACHE_VERSION,
                       "files": [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]}, sort_keys=True)
     cache = cache_dir() / "gcsan-processed" / f"{dataset}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz"
+    data = None
     if use_cache and cache.is_file():
-        data = _load(cache)
-        how = "cache"
-    else:
+        try:
+            data, how = _load(cache), "cache"
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # a damaged cache is rebuilt
+            cache.unlink(missing_ok=True)
+    if data is None:
         if spec["kind"] == "srgnn":
             data = srgnn_protocol(files[0], files[1], valid_portion, seed, max_len)
         else:
-            df = read_movielens(files[0]) if spec["kind"] == "movielens" else read_diginetica(files[0])
+            reader = read_movielens if spec["kind"] == "movielens" else read_diginetica
+            df = _read_or_data_error(reader, files[0])
             data = recbole_protocol(df, spec["min_rating"], spec["k"], spec["k"], max_len)
         if use_cache:
             cache.parent.mkdir(parents=True, exist_ok=True)

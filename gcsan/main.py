@@ -2,6 +2,8 @@
 
     python -m gcsan.main --dataset ml-100k                      # RecBole ML-1m protocol on ML-100k
     python -m gcsan.main --dataset diginetica --protocol srgnn  # the paper's own protocol (SR-GNN splits)
+
+Exit codes as in ``common/cli.py``: 2 a bad flag, 3 data, 4 diverged, 5 the output folder.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from common.cli import (DivergenceGuard, UserError, add_run_flags, nonnegative_float, nonnegative_int,
+                        positive_float, positive_int, probability, run_cli)
+from common.jobs import reference_for
 from common.metrics import full_ranks, ranking_metrics
-from common.runs import RunRecord, atomic_path
+from common.runs import RunRecord, atomic_path, prepare_out
 from gcsan.data import SeqData, Split, load
 from gcsan.model import GCSAN
 
@@ -47,26 +52,37 @@ PRESETS = {
 METRIC_NAMES = ("recall", "mrr", "ndcg", "hit", "precision")
 KS = (10, 20)
 
-PUBLISHED = {
-    "ml-1m": ({"recall@10": 0.2674, "mrr@10": 0.1142, "ndcg@10": 0.1500, "hit@10": 0.2674,
-               "precision@10": 0.0267},
-              "RecBole benchmark/hyper/sequential/GCSAN-ml-1m_seq.md, benchmark/md/ml-1m_seq.md "
-              "(commit 5ebaece); valid NDCG@10 0.1642"),
-    "ml-100k": ({"recall@10": "ML-1m: 0.2674", "mrr@10": "ML-1m: 0.1142", "ndcg@10": "ML-1m: 0.1500"},
-                "no published ML-100k number; the ML-1m targets (RecBole benchmark) shown for orientation"),
-    "diginetica": ({"recall@10": 0.4127, "mrr@10": 0.1881, "ndcg@10": 0.2408},
-                   "RecBole-GNN results/sequential/diginetica.md"),
-    "diginetica-srgnn": ({"recall@20": "SR-GNN: 0.5073", "mrr@20": "SR-GNN: 0.1759"},
-                         "GC-SAN's own numbers not available offline; SR-GNN's Diginetica P@20 50.73 / "
-                         "MRR@20 17.59 (AAAI'19 as quoted in rn5l/session-rec issue #27 and Hindawi MPE "
-                         "2020 art. 9290576 Table 5)"),
-    "yoochoose1_64-srgnn": ({"recall@20": "SR-GNN: 0.7057", "mrr@20": "SR-GNN: 0.3094"},
-                            "GC-SAN's own numbers not available offline; SR-GNN's Yoochoose 1/64 "
-                            "(Hindawi MPE 2020 art. 9290576 Table 5)"),
-}
-REFERENCE = {
-    "ml-100k": ({"recall@10": 0.0437, "mrr@10": 0.0133, "ndcg@10": 0.0202},
-                "RecBole 1.2.1 GCSAN on ML-100k after only 2 epochs (shared/docs/REFERENCE_RUNS.md)"),
+# Published and reference numbers: gcsan/reference.json, keyed "<dataset>/<protocol>".
+
+
+def unit_interval(text: str) -> float:
+    """argparse type: a number in [0, 1] (ω of Eq. 10: 0 and 1 keep one branch only)."""
+    value = nonnegative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number in [0, 1]")
+    return value
+
+
+# flag -> (argparse type or choices, help)
+FLAG_TYPES = {
+    "hidden_size": (positive_int, "embedding / hidden size d"),
+    "n_layers": (positive_int, "self-attention blocks k"),
+    "n_heads": (positive_int, "attention heads (must divide --hidden-size)"),
+    "inner_size": (positive_int, "feed-forward inner size"),
+    "hidden_dropout": (probability, "dropout on hidden states"),
+    "attn_dropout": (probability, "dropout on attention scores"),
+    "hidden_act": (["gelu", "relu", "swish", "tanh", "sigmoid"], "feed-forward activation"),
+    "layer_norm_eps": (positive_float, "LayerNorm epsilon"),
+    "step": (positive_int, "GNN propagation steps"),
+    "weight": (unit_interval, "ω in Eq. 10 (share of the self-attention output), in [0, 1]"),
+    "reg_weight": (nonnegative_float, "weight of the embedding L2 term"),
+    "loss_type": (["CE", "BPR"], "CE (all items) or BPR (1 negative)"),
+    "initializer_range": (positive_float, "std of the normal initialization"),
+    "lr": (positive_float, "Adam learning rate"),
+    "batch_size": (positive_int, "training batch size"),
+    "eval_batch_size": (positive_int, "evaluation batch size"),
+    "max_epochs": (positive_int, "maximum training epochs (alias --epochs)"),
+    "patience": (nonnegative_int, "stop after more than this many epochs without a better selection metric"),
 }
 
 
@@ -78,49 +94,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default="recbole", choices=["recbole", "srgnn"],
                    help="recbole: k-core + leave-one-out + full sort (published rows); "
                         "srgnn: SR-GNN's train.txt/test.txt splits (the paper's protocol)")
-    p.add_argument("--max-len", type=int, default=None,
+    p.add_argument("--max-len", type=positive_int, default=None,
                    help="history length kept (default: 50 ML, 20 Diginetica recbole, untruncated srgnn)")
-    p.add_argument("--valid-portion", type=float, default=None,
+    p.add_argument("--valid-portion", type=probability, default=None,
                    help="srgnn only: share of training examples held out for model selection "
                         "(default 0 = SR-GNN's behaviour: no validation, selection on test)")
     for k, v in {**MODEL_DEFAULTS, **TRAIN_DEFAULTS}.items():
-        flag = "--" + k.replace("_", "-")
-        helps = {
-            "hidden_size": "embedding / hidden size d", "n_layers": "self-attention blocks k",
-            "n_heads": "attention heads", "inner_size": "feed-forward inner size",
-            "hidden_dropout": "dropout on hidden states", "attn_dropout": "dropout on attention scores",
-            "hidden_act": "feed-forward activation", "layer_norm_eps": "LayerNorm epsilon",
-            "step": "GNN propagation steps", "weight": "ω in Eq. 10 (share of the self-attention output)",
-            "reg_weight": "weight of the embedding L2 term", "loss_type": "CE (all items) or BPR (1 negative)",
-            "initializer_range": "std of the normal initialization", "lr": "Adam learning rate",
-            "batch_size": "training batch size", "eval_batch_size": "evaluation batch size",
-            "max_epochs": "maximum training epochs", "patience": "stop after more than this many "
-                                                                 "epochs without a better validation metric",
-        }
-        p.add_argument(flag, type=type(v), default=None,
-                       help=f"{helps[k]} (default {v}, or the dataset preset)")
-    p.add_argument("--valid-metric", default=None,
+        kind, help_text = FLAG_TYPES[k]
+        flags = ["--" + k.replace("_", "-")] + (["--epochs"] if k == "max_epochs" else [])
+        typed = dict(choices=kind) if isinstance(kind, list) else dict(type=kind)
+        p.add_argument(*flags, dest=k, default=None, **typed,
+                       help=f"{help_text} (default {v}, or the dataset preset)")
+    p.add_argument("--valid-metric", default=None, choices=[f"{m}@{k}" for m in METRIC_NAMES for k in KS],
                    help="metric for model selection / early stopping (default: ndcg@10 ML, mrr@10 "
                         "Diginetica recbole, mrr@20 srgnn)")
     p.add_argument("--bucket-batches", action="store_true",
                    help="speed option, not RecBole's: batch examples of similar history length together "
                         "(within windows of 50 random batches) to cut padding; off by default")
-    p.add_argument("--max-train-batches", type=int, default=None,
-                   help="stop each epoch after this many batches (smoke tests and timing only)")
-    p.add_argument("--seed", type=int, default=2020, help="random seed (RecBole's default 2020)")
+    p.add_argument("--max-train-batches", "--max-train-steps", dest="max_train_batches", type=positive_int,
+                   default=None, help="stop each epoch after this many batches (smoke runs and timing only)")
+    p.add_argument("--max-eval-examples", type=positive_int, default=None,
+                   help="evaluate on a fixed random subset of this many valid/test examples "
+                        "(smoke runs only, e.g. make reproduce QUICK=1; the metrics are then not comparable)")
+    p.add_argument("--seed", type=nonnegative_int, default=2020, help="random seed (RecBole's default 2020)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--out", default=None, help="run folder (default gcsan/runs/<dataset>-<protocol>)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/last.ckpt")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--no-cache", action="store_true", help="rebuild the processed dataset")
+    add_run_flags(p, out_help="run folder (default gcsan/runs/<dataset>-<protocol>); --resume continues "
+                              "from <out>/last.ckpt")
     return p
 
 
 def resolve_config(args: argparse.Namespace) -> dict:
     key = (args.dataset, args.protocol)
     if key not in PRESETS:
-        raise SystemExit(f"no preset for --dataset {args.dataset} --protocol {args.protocol}; "
-                         f"valid pairs: {sorted(PRESETS)}")
+        raise UserError(f"no preset for --dataset {args.dataset} --protocol {args.protocol}; valid pairs: "
+                        + ", ".join(f"--dataset {d} --protocol {p}" for d, p in sorted(PRESETS)) + ".")
     cfg = {**MODEL_DEFAULTS, **TRAIN_DEFAULTS, "valid_portion": 0.0, **PRESETS[key]}
     for k, v in vars(args).items():
         if v is not None and v is not False or k not in cfg:
@@ -158,8 +168,12 @@ def popularity_metrics(data: SeqData, split: Split) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- training
 def train_epoch(model: GCSAN, opt: torch.optim.Optimizer, data: SeqData, cfg: dict,
-                rng: np.random.Generator, desc: str) -> dict[str, float]:
-    """One shuffled pass; returns mean loss and the time split between batching and forward/backward."""
+                rng: np.random.Generator, desc: str, guard: DivergenceGuard | None = None,
+                epoch: int = 0) -> dict[str, float]:
+    """One shuffled pass; returns mean loss and the time split between batching and forward/backward.
+
+    ``guard`` sees every batch's loss before the optimizer step, so a non-finite or exploding loss
+    stops the run before it reaches the weights."""
     model.train()
     order = rng.permutation(len(data.train))
     bs = cfg["batch_size"]
@@ -176,7 +190,8 @@ def train_epoch(model: GCSAN, opt: torch.optim.Optimizer, data: SeqData, cfg: di
         batches = batches[:cfg["max_train_batches"]]
     total, t_batch, t_step, seen = 0.0, 0.0, 0.0, 0
     t_epoch = time.perf_counter()
-    for idx in tqdm(batches, desc=desc, leave=False, mininterval=5):
+    for step, idx in enumerate(tqdm(batches, desc=desc, leave=False, mininterval=5,
+                                    disable=cfg.get("no_progress", False)), 1):
         t0 = time.perf_counter()
         seq, length, target = to_torch(data.train.batch(idx), cfg["device"])
         negative = None
@@ -186,11 +201,14 @@ def train_epoch(model: GCSAN, opt: torch.optim.Optimizer, data: SeqData, cfg: di
             negative[clash] = negative[clash] % (data.n_items - 1) + 1
         t1 = time.perf_counter()
         loss = model.loss(seq, length, target, negative)
+        loss_value = loss.item()
+        if guard is not None:
+            guard.loss(loss_value, epoch, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         t2 = time.perf_counter()
-        total += loss.item() * len(target)
+        total += loss_value * len(target)
         seen += len(target)
         t_batch += t1 - t0
         t_step += t2 - t1
@@ -224,99 +242,159 @@ def plot_curve(history: list[dict], metric: str, path: Path) -> None:
     plt.close(fig)
 
 
+def eval_subset(split: Split | None, n: int | None, seed: int) -> Split | None:
+    """A fixed random subset of ``n`` examples (``--max-eval-examples``, smoke runs only)."""
+    if split is None or not n or n >= len(split):
+        return split
+    return split.subset(np.sort(np.random.default_rng(seed).permutation(len(split))[:n]))
+
+
+def selection_rule(select_name: str) -> str:
+    return "best validation epoch" if select_name == "valid" else "best test epoch (authors' rule)"
+
+
 def run(cfg: dict) -> dict:
-    """Train with early stopping, evaluate the best-validation checkpoint on test; returns the summary metrics."""
+    """Train with early stopping, evaluate the best-selection checkpoint on test; returns the summary metrics.
+
+    ``cfg["out"]`` must have passed :func:`common.runs.prepare_out` (``run_from_args`` does it)."""
     torch.manual_seed(cfg["seed"])
     np.random.seed(cfg["seed"])
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
     device = cfg["device"]
+    out = Path(cfg["out"])
     data = load(cfg["data"], max_len=cfg.get("max_len"), valid_portion=cfg["valid_portion"],
                 seed=cfg["seed"], use_cache=not cfg.get("no_cache"))
-    out = Path(cfg.get("out") or Path(__file__).resolve().parent / "runs" / f"{cfg['dataset']}-{cfg['protocol']}")
-    cfg = {**cfg, "out": str(out), "data_stats": data.stats}
-    rec = RunRecord(out, paper="gcsan", dataset=cfg["data"], config=cfg, resume=cfg.get("resume", False))
+    if cfg.get("max_eval_examples"):
+        data.valid = eval_subset(data.valid, cfg["max_eval_examples"], cfg["seed"])
+        data.test = eval_subset(data.test, cfg["max_eval_examples"], cfg["seed"])
+        data.stats = {**data.stats, "eval_subset": cfg["max_eval_examples"]}
+    cfg = {**cfg, "data_stats": data.stats}
     select_split = data.valid if data.valid is not None and len(data.valid) else data.test
     select_name = "valid" if select_split is data.valid else "test"
     metric = cfg["valid_metric"]
+    key = f"{cfg['dataset']}/{cfg['protocol']}"
+    published = reference_for("gcsan", cfg["dataset"], cfg["protocol"], "published")
+    reference = reference_for("gcsan", cfg["dataset"], cfg["protocol"], "reference")
+    headline_names = {"recbole": ("recall@10", "mrr@10", "ndcg@10"), "srgnn": ("recall@20", "mrr@20")}[cfg["protocol"]]
+    guard = DivergenceGuard(hint=f"lower --lr (now {cfg['lr']})")
 
-    model = GCSAN(data.n_items, **{k: cfg[k] for k in MODEL_DEFAULTS}).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    rng = np.random.default_rng(cfg["seed"])
-    state = {"best": -np.inf, "best_epoch": 0, "bad_epochs": 0}
-    last_ckpt, best_ckpt = out / "last.ckpt", out / "best.ckpt"
-    if cfg.get("resume") and last_ckpt.is_file():
-        ck = torch.load(last_ckpt, map_location=device, weights_only=False)
+    with RunRecord(out, paper="gcsan", dataset=cfg["dataset"], setting=cfg["protocol"], config=cfg,
+                   resume=cfg.get("resume", False), overwrite=cfg.get("overwrite", False)) as rec:
+        model = GCSAN(data.n_items, **{k: cfg[k] for k in MODEL_DEFAULTS}).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+        rng = np.random.default_rng(cfg["seed"])
+        state = {"best": -np.inf, "best_epoch": 0, "bad_epochs": 0}
+        last_ckpt, best_ckpt = out / "last.ckpt", out / "best.ckpt"
+        if cfg.get("resume") and last_ckpt.is_file():
+            ck = torch.load(last_ckpt, map_location=device, weights_only=False)
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            rng.bit_generator.state = ck["rng"]
+            torch.set_rng_state(ck["torch_rng"].cpu())  # map_location may have moved it
+            state = ck["state"]
+            # epochs logged after the last checkpoint (killed between the two writes) are trained again
+            rec.history = [h for h in rec.history if h["epoch"] <= ck["epoch"]]
+            print(f"[resume] from epoch {ck['epoch']} (best {metric} {state['best']:.4f} at epoch {state['best_epoch']})")
+        elif cfg.get("resume"):
+            rec.history = []  # no checkpoint: start again from epoch 0
+        start = rec.next_epoch
+
+        print(f"[run] {key}: {len(data.train)} train, "
+              f"{len(data.valid) if data.valid is not None else 0} valid, {len(data.test)} test examples, "
+              f"{data.n_items - 1} items; selection on {select_name} {metric}")
+        if start == 1:
+            pop = popularity_metrics(data, data.test)
+            untrained = evaluate(model, data.test, cfg["eval_batch_size"], device)
+            rec.log_epoch(0, {**{f"test/{k}": v for k, v in untrained.items()},
+                              **{f"popularity_test/{k}": v for k, v in pop.items()}})
+            print(f"[epoch 0] untrained test {metric} {untrained[metric]:.4f}; "
+                  f"popularity test {metric} {pop[metric]:.4f}")
+        max_epochs = cfg["max_epochs"]
+        for epoch in range(start, max_epochs + 1):
+            if state["bad_epochs"] > cfg["patience"]:  # a resumed run that had already stopped early
+                break
+            tr = train_epoch(model, opt, data, cfg, rng, desc=f"epoch {epoch}/{max_epochs}", guard=guard, epoch=epoch)
+            t0 = time.perf_counter()
+            sel = evaluate(model, select_split, cfg["eval_batch_size"], device)
+            eval_seconds = time.perf_counter() - t0
+            row = {**tr, "eval_seconds": eval_seconds, **{f"{select_name}/{k}": v for k, v in sel.items()}}
+            if select_name == "valid":  # cheap enough at these sizes; gives the test learning curve
+                row.update({f"test/{k}": v for k, v in evaluate(model, data.test, cfg["eval_batch_size"], device).items()})
+            guard.metrics(row, epoch)  # before any checkpoint: a diverged epoch is never "best"
+            value = sel[metric]
+            if value >= state["best"]:  # RecBole's early_stopping: ties count as improvement
+                state.update(best=value, best_epoch=epoch, bad_epochs=0)
+                with atomic_path(best_ckpt) as tmp:
+                    torch.save({"model": model.state_dict(), "epoch": epoch}, tmp)
+            else:
+                state["bad_epochs"] += 1
+            rec.log_epoch(epoch, row)
+            with atomic_path(last_ckpt) as tmp:
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                            "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "state": state}, tmp)
+            plot_curve(rec.history, metric, out / "learning_curve.png")
+            print(f"[epoch {epoch}/{max_epochs}] loss {tr['loss']:.4f} ({tr['train_seconds']:.1f}s, "
+                  f"{tr['examples_per_second']:.0f} ex/s) {select_name} {metric} {value:.4f} "
+                  f"(eval {eval_seconds:.2f}s) best {state['best']:.4f}@{state['best_epoch']}", flush=True)
+            if state["bad_epochs"] > cfg["patience"]:
+                print(f"[stop] no improvement for {state['bad_epochs']} epochs")
+                break
+
+        ck = torch.load(best_ckpt, map_location=device, weights_only=False)
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        rng.bit_generator.state = ck["rng"]
-        torch.set_rng_state(ck["torch_rng"].cpu())  # map_location may have moved it
-        state = ck["state"]
-        print(f"[resume] from epoch {ck['epoch']} (best {metric} {state['best']:.4f} at epoch {state['best_epoch']})")
-    start = rec.next_epoch
-
-    print(f"[run] {cfg['dataset']} / {cfg['protocol']}: {len(data.train)} train, "
-          f"{len(data.valid) if data.valid is not None else 0} valid, {len(data.test)} test examples, "
-          f"{data.n_items - 1} items; selection on {select_name} {metric}")
-    if start == 1:
-        pop = popularity_metrics(data, data.test)
-        rec.log_epoch(0, {**{f"test/{k}": v for k, v in evaluate(model, data.test, cfg["eval_batch_size"], device).items()},
-                          **{f"popularity_test/{k}": v for k, v in pop.items()}})
-        print(f"[epoch 0] untrained test {metric} {rec.history[-1][f'test/{metric}']:.4f}; "
-              f"popularity test {metric} {pop[metric]:.4f}")
-    for epoch in range(start, cfg["max_epochs"] + 1):
-        if state["bad_epochs"] > cfg["patience"]:  # a resumed run that had already stopped early
-            break
-        tr = train_epoch(model, opt, data, cfg, rng, desc=f"epoch {epoch}")
-        t0 = time.perf_counter()
-        sel = evaluate(model, select_split, cfg["eval_batch_size"], device)
-        eval_seconds = time.perf_counter() - t0
-        row = {**tr, "eval_seconds": eval_seconds, **{f"{select_name}/{k}": v for k, v in sel.items()}}
-        if select_name == "valid":  # cheap enough at these sizes; gives the test learning curve
-            row.update({f"test/{k}": v for k, v in evaluate(model, data.test, cfg["eval_batch_size"], device).items()})
-        value = sel[metric]
-        if value >= state["best"]:  # RecBole's early_stopping: ties count as improvement
-            state.update(best=value, best_epoch=epoch, bad_epochs=0)
-            with atomic_path(best_ckpt) as tmp:
-                torch.save({"model": model.state_dict(), "epoch": epoch}, tmp)
-        else:
-            state["bad_epochs"] += 1
-        rec.log_epoch(epoch, row)
-        with atomic_path(last_ckpt) as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "state": state}, tmp)
-        plot_curve(rec.history, metric, out / "learning_curve.png")
-        print(f"[epoch {epoch}] loss {tr['loss']:.4f} ({tr['train_seconds']:.1f}s, "
-              f"{tr['examples_per_second']:.0f} ex/s) {select_name} {metric} {value:.4f} "
-              f"(eval {eval_seconds:.2f}s) best {state['best']:.4f}@{state['best_epoch']}", flush=True)
-        if state["bad_epochs"] > cfg["patience"]:
-            print(f"[stop] no improvement for {state['bad_epochs']} epochs")
-            break
-
-    ck = torch.load(best_ckpt, map_location=device, weights_only=False)
-    model.load_state_dict(ck["model"])
-    final = {"test": evaluate(model, data.test, cfg["eval_batch_size"], device)}
-    if data.valid is not None and len(data.valid):
-        final["valid"] = evaluate(model, data.valid, cfg["eval_batch_size"], device)
-    popularity = popularity_metrics(data, data.test)
-    pub, pub_src = PUBLISHED.get(cfg["data"], ({}, ""))
-    ref, ref_src = REFERENCE.get(cfg["data"], ({}, ""))
-    # Both are test-set numbers: keyed "test/<metric>" they fill the test rows only, not the valid ones.
-    pub, ref = ({f"test/{k}": v for k, v in d.items()} for d in (pub, ref))
-    epochs_run = max(h["epoch"] for h in rec.history)
-    table = rec.finish(final, published=pub, reference=ref, epochs=epochs_run, seed=cfg["seed"],
-                       device=device, published_source=pub_src, reference_source=ref_src,
-                       extra={"best_epoch": ck["epoch"], "selected_on": f"{select_name}/{metric}",
-                              "data_stats": data.stats, "popularity_test": popularity})
+        final = {"test": evaluate(model, data.test, cfg["eval_batch_size"], device)}
+        if data.valid is not None and len(data.valid):
+            final["valid"] = evaluate(model, data.valid, cfg["eval_batch_size"], device)
+        guard.metrics(final, ck["epoch"])
+        popularity = popularity_metrics(data, data.test)
+        # Both are test-set numbers: keyed "test/<metric>" they fill the test rows only, not the valid ones.
+        pub, ref = ({f"test/{k}": v for k, v in d["values"].items()} for d in (published, reference))
+        epochs_run = max(h["epoch"] for h in rec.history)
+        table = rec.finish(final, published=pub, reference=ref, epochs=epochs_run, seed=cfg["seed"],
+                           device=device, published_source=published["source"],
+                           reference_source=reference["source"],
+                           headline={k: final["test"][k] for k in headline_names},
+                           selection=selection_rule(select_name),
+                           extra={"best_epoch": ck["epoch"], "selected_on": f"{select_name}/{metric}",
+                                  "data_stats": data.stats, "popularity_test": popularity})
     print(table)
     print(f"popularity baseline (test): " + ", ".join(f"{k} {popularity[k]:.4f}" for k in ("recall@10", "mrr@10", "ndcg@10", "recall@20", "mrr@20")))
     return {**final, "popularity_test": popularity}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Flags, checked together where argparse cannot (exit 2, nothing written)."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    if (args.dataset, args.protocol) not in PRESETS:
+        p.error(f"no preset for --dataset {args.dataset} --protocol {args.protocol}; valid pairs: "
+                + ", ".join(f"--dataset {d} --protocol {q}" for d, q in sorted(PRESETS)))
+    hidden = args.hidden_size or MODEL_DEFAULTS["hidden_size"]
+    heads = args.n_heads or PRESETS[(args.dataset, args.protocol)].get("n_heads", MODEL_DEFAULTS["n_heads"])
+    if hidden % heads:
+        p.error(f"--hidden-size {hidden} is not a multiple of --n-heads {heads}: choose heads that divide it")
+    if args.valid_portion and args.protocol != "srgnn":
+        p.error("--valid-portion applies to --protocol srgnn only (recbole holds out each user's "
+                "second-to-last example)")
+    if args.resume and args.overwrite:
+        p.error("--resume and --overwrite exclude each other: continue the run, or start it again")
+    if args.out is None:
+        args.out = str(Path(__file__).resolve().parent / "runs" / f"{args.dataset}-{args.protocol}")
+    return args
+
+
+def run_from_args(argv: list[str] | None = None) -> dict:
+    """Parse, check the run folder before anything is read or written, train; returns the final metrics."""
+    args = parse_args(argv)
+    prepare_out(args.out, args.resume, args.overwrite)
     return run(resolve_config(args))
 
 
+def main(argv: list[str] | None = None) -> int:
+    run_from_args(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_cli(main))
