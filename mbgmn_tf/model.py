@@ -306,10 +306,10 @@ class MBGMN:
     def _build(self) -> None:
         hp = self.hp
         self.meta_graph_network()
-        self.pair_losses = {}
+        self.pair_scores, self.pair_losses = {}, {}  # per (source, target): scores [N], hinge term
         for src in range(self.n_beh + 1):
             for tgt in range(self.n_beh):
-                preds = self.predict(src, tgt, self.uids[tgt], self.iids[tgt])
+                preds = self.pair_scores[(src, tgt)] = self.predict(src, tgt, self.uids[tgt], self.iids[tgt])
                 half = tf.shape(self.uids[tgt])[0] // 2
                 pos, neg = preds[:half], preds[half:]
                 self.pair_losses[(src, tgt)] = tf.reduce_mean(tf.maximum(0.0, 1.0 - (pos - neg)))
@@ -319,7 +319,10 @@ class MBGMN:
         self.reg_loss = hp.reg * tf.add_n([tf.reduce_sum(tf.square(p)) for p in self.reg_params])
         self.loss = self.pre_loss + self.reg_loss
         self.learning_rate = tf.train.exponential_decay(hp.lr, self.global_step, hp.decay_step, hp.decay, staircase=True)
-        self.train_op = tf.train.AdamOptimizer(self.learning_rate).minimize(self.loss, global_step=self.global_step)
+        optimizer = tf.train.AdamOptimizer(self.learning_rate)
+        # minimize() split in its two halves so that the gradients can be fetched (golden test)
+        self.grads_and_vars = optimizer.compute_gradients(self.loss)
+        self.train_op = optimizer.apply_gradients(self.grads_and_vars, global_step=self.global_step)
         # Evaluation feeds these (computed once per test pass) instead of recomputing the graph.
         self.test_embeddings = [self.ulat[-1], self.ilat[-1], self.ulat[self.n_beh - 1], self.ilat[self.n_beh - 1]]
 
