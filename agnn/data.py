@@ -25,6 +25,7 @@ from typing import Iterator, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from common.cli import DataError
 from common.datasets import DatasetUnavailableError, fetch_file
 
 DATASET = "agnn-ml100k"
@@ -39,8 +40,11 @@ ITEM_FIELDS = (("genre", 6), ("director", 3), ("writer", 3), ("star", 3), ("coun
 USER_FIELDS = ("gender", "age", "occupation")
 
 
-class GraphUnavailableError(RuntimeError):
-    """The authors' neighbour file of a setting cannot be had (the ICS one is not in the mirror)."""
+class GraphUnavailableError(DataError, RuntimeError):
+    """The authors' neighbour file of a setting cannot be had (the ICS one is not in the mirror).
+
+    A :class:`common.cli.DataError`: ``main`` exits with code 3 and one paragraph naming ``--graph built``.
+    """
 
 
 # ----------------------------------------------------------------------------- neighbour tables
@@ -154,9 +158,14 @@ class AGNNData:
 
 def read_ratings(path: str | Path) -> np.ndarray:
     """``user<TAB>item<TAB>rating`` file -> float64 [rows, 3]."""
-    arr = np.loadtxt(path, dtype=np.float64, delimiter="\t", ndmin=2)
-    if arr.shape[1] < 3:
-        raise ValueError(f"{path}: expected 3 tab-separated columns (user, item, rating), got {arr.shape[1]}")
+    try:
+        arr = np.loadtxt(path, dtype=np.float64, delimiter="\t", ndmin=2)
+    except ValueError as e:
+        raise DataError(f"{path} is not a ratings file of user<TAB>item<TAB>rating rows ({e}). Replace it "
+                        f"with the authors' file (python -m common.datasets verifies the mirror).") from None
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] < 3:
+        raise DataError(f"{path}: expected rows of 3 tab-separated columns (user, item, rating), got shape "
+                        f"{arr.shape}. Replace it with the authors' file.")
     return arr[:, :3]
 
 
@@ -172,9 +181,9 @@ def load_neighbour_pickle(mode: str) -> dict:
     except DatasetUnavailableError as e:
         raise GraphUnavailableError(
             f"the authors' {mode.upper()} neighbour file {DATASET}/{NEIGHBOUR_FILES[mode]} is not "
-            f"available here (it is missing from the offline mirror).\nRun with `--graph built` to "
+            f"available here (it is missing from the offline mirror). Run with `--graph built` to "
             f"build the attribute graph from raw attributes and training ratings instead "
-            f"(agnn/graph.py).\n{e}"
+            f"(agnn/graph.py). {e}"
         ) from None
     with open(path, "rb") as f:
         return pickle.load(f)

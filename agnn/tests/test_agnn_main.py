@@ -1,4 +1,6 @@
-"""Short real-data runs of agnn.main: one ICS epoch on the built graph, resume, missing ICS file."""
+"""Short real-data runs of agnn.main: one ICS epoch on the built graph, resume, missing ICS file.
+
+Bad flags, data and output errors and divergence: test_agnn_failures.py."""
 
 import json
 
@@ -35,12 +37,15 @@ def test_resume_continues_after_last_epoch(tmp_path):
 
 
 def test_ics_on_authors_graph_names_the_fix(tmp_path, capsys):
+    """A data error (exit 3 through run_cli); the subprocess version is in test_agnn_failures.py."""
     from agnn.data import GraphUnavailableError, load_neighbour_pickle
+    from common.cli import run_cli
 
     try:
         load_neighbour_pickle("ics")
         return  # file available here: nothing to check
     except GraphUnavailableError:
         pass
-    assert main(["--mode", "ics", "--out", str(tmp_path), "--epochs", "1"]) == 2
+    assert run_cli(main, ["--mode", "ics", "--out", str(tmp_path / "run"), "--epochs", "1"]) == 3
     assert "--graph built" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
