@@ -165,7 +165,7 @@ def output_error(exc: OSError, folder: Optional[os.PathLike | str] = None) -> Ou
 
 def _paragraph(text: str) -> str:
     lines = [line.rstrip() for line in str(text).strip().splitlines()]
-    return "\n".join(textwrap.fill(line, 100, subsequent_indent="  ") if len(line) > 100 else line
+    return "\n".join(textwrap.fill(line, 100, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False) if len(line) > 100 else line
                      for line in lines)
 
 

@@ -291,7 +291,7 @@ def render_results(patterns: list[str], results: Path = RESULTS) -> str:
     for r in runs:
         h = r.get("headline", {})
         status = "" if r.get("status", "finished") == "finished" else f" ({r.get('status')})"
-        rows.append((f"`{r['_name']}`{status}", str(r.get("seed", "-")), r.get("selection", "-") or "-",
+        rows.append((f"`{r['_name']}`{status}", fmt(r.get("seed")), r.get("selection", "-") or "-",
                      *[fmt(h.get(m)) for m in metrics], fmt(r.get("epochs")), hms(r.get("wall_seconds")),
                      short_commit(r.get("git_commit"))))
     groups = {(r["paper"], r["dataset"], r.get("setting", "")) for r in runs}

@@ -45,6 +45,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from common.cli import DataError
 from common.datasets import cache_dir, fetch_file
 
 log = logging.getLogger("mpm.data")
@@ -55,6 +56,12 @@ TEST_NEGATIVES = 99
 PREPROCESS_SEED = 0  # the notebook's ``RANDOM_SEED`` for its preprocessing script
 CACHE_VERSION = 2
 TIE_ORDERS = ("authors", "stable")
+
+
+class MPMDataError(DataError, ValueError):
+    """Input data that cannot give MPM's split: a malformed ratings file, too few ratings per user,
+    too few unrated items for the negatives, an inconsistent official split. A ``ValueError`` for
+    callers of this module, a :class:`common.cli.DataError` (exit 3, one paragraph) for ``main.py``."""
 
 # dataset name -> (registry dataset, file, format); formats as in the notebook's loaders.
 RAW_FILES: dict[str, tuple[str, str, str]] = {
@@ -75,24 +82,40 @@ def read_ratings(path: str | os.PathLike, fmt: str) -> pd.DataFrame:
     """
     path = Path(path)
     cols = ["user_id", "item_id", "rating", "timestamp"]
-    if fmt == "::":
-        # pandas' multi-character separator needs the slow Python engine; '::' -> tab is exact.
-        text = path.read_bytes().decode("latin-1").replace("::", "\t")
-        df = pd.read_csv(io.StringIO(text), sep="\t", header=None, names=cols)
-    elif fmt == "tab":
-        df = pd.read_csv(path, sep="\t", header=None, names=cols)
-    elif fmt == "csv":
-        df = pd.read_csv(path).rename(columns={"userId": "user_id", "movieId": "item_id"})
-    else:
+    layout = {"::": "user::item::rating::timestamp lines (ML-1m ratings.dat)",
+              "tab": "tab-separated user, item, rating, timestamp lines (ML-100k u.data)",
+              "csv": "a userId,movieId,rating,timestamp header and comma-separated lines (ML-20m ratings.csv)"}
+    if fmt not in layout:
         raise ValueError(f"unknown ratings format {fmt!r} for {path}; valid: '::', 'tab', 'csv'")
-    missing = {"user_id", "item_id", "timestamp"} - set(df.columns)
-    if missing or df[["user_id", "item_id", "timestamp"]].isna().any().any():
-        raise ValueError(f"{path}: could not read user/item/timestamp columns as format {fmt!r}")
-    return pd.DataFrame({
-        "user_id": df["user_id"].to_numpy(np.int64),
-        "item_id": df["item_id"].to_numpy(np.int64),
-        "timestamp": df["timestamp"].to_numpy(np.int64),
-    })
+
+    def bad(reason: str) -> MPMDataError:
+        return MPMDataError(f"{path} is not a ratings file in format {fmt!r} ({reason}): expected {layout[fmt]}. "
+                            f"Replace it with the original file (or pass --ratings-file with the --dataset whose "
+                            f"format it has).")
+
+    try:
+        if fmt == "::":
+            # pandas' multi-character separator needs the slow Python engine; '::' -> tab is exact.
+            text = path.read_bytes().decode("latin-1").replace("::", "\t")
+            df = pd.read_csv(io.StringIO(text), sep="\t", header=None, names=cols)
+        elif fmt == "tab":
+            df = pd.read_csv(path, sep="\t", header=None, names=cols)
+        else:
+            df = pd.read_csv(path).rename(columns={"userId": "user_id", "movieId": "item_id"})
+        if df.empty:
+            raise bad("no ratings in it")
+        missing = {"user_id", "item_id", "timestamp"} - set(df.columns)
+        if missing or df[["user_id", "item_id", "timestamp"]].isna().any().any():
+            raise bad("could not read user/item/timestamp columns")
+        return pd.DataFrame({
+            "user_id": df["user_id"].to_numpy(np.int64),
+            "item_id": df["item_id"].to_numpy(np.int64),
+            "timestamp": df["timestamp"].to_numpy(np.int64),
+        })
+    except MPMDataError:
+        raise
+    except (ValueError, TypeError, UnicodeDecodeError) as e:  # pandas' parser errors are ValueErrors
+        raise bad(f"{type(e).__name__}: {' '.join(str(e).split())}") from e
 
 
 # ----------------------------------------------------------------------------- steps 2-6
@@ -209,7 +232,8 @@ def sample_negatives(
         pos = np.searchsorted(rated, cand).clip(max=len(rated) - 1)
         keys[rated[pos] == cand] = np.inf
         if (np.isfinite(keys).sum(axis=1) < n).any():
-            raise ValueError(f"some user has rated more than {nb_items - n} items: cannot draw {n} negatives")
+            raise MPMDataError(f"some user has rated more than {nb_items - n} of the {nb_items} items: cannot "
+                               f"draw {n} negatives (--test-negatives {n}); lower --test-negatives")
         part = np.argpartition(keys, n - 1, axis=1)[:, :n] if n < nb_items else np.argsort(keys, axis=1)
         # order the n drawn items by their random key: a random order, independent of item id
         order = np.argsort(np.take_along_axis(keys, part, axis=1), axis=1, kind="stable")
@@ -228,6 +252,9 @@ def build(
 ) -> MPMData:
     """Steps 2-6 on raw ratings in file order (see the module docstring)."""
     df = filter_users(df, min_ratings)
+    if df.empty:
+        raise MPMDataError(f"no user has at least {min_ratings} ratings (--min-ratings {min_ratings}): nothing "
+                           f"to train or test on; lower --min-ratings or use a larger ratings file")
     users, _ = dense_ids(df["user_id"].to_numpy())
     items, _ = dense_ids(df["item_id"].to_numpy())
     nb_users, nb_items = int(users.max()) + 1, int(items.max()) + 1
@@ -240,8 +267,10 @@ def build(
     pos = np.arange(len(users)) - starts[users]
     length = counts[users]
     if counts.min() < history_size + 1 + int(valid):
-        raise ValueError(f"a user has {counts.min()} ratings: at least {history_size + 1 + int(valid)} are "
-                         f"needed for a test case with {history_size} history items; raise min_ratings")
+        raise MPMDataError(f"a user has {counts.min()} ratings: at least {history_size + 1 + int(valid)} are "
+                           f"needed for a test case with {history_size} history items"
+                           f"{' and a validation case' if valid else ''}; raise --min-ratings to at least "
+                           f"{history_size + 1 + int(valid)} or lower --history-size")
     offsets = np.arange(-history_size, 0)
 
     def cases(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -361,7 +390,8 @@ def load_official_test(folder: Optional[str | os.PathLike] = None) -> OfficialTe
     if not problems and not (np.array_equal(ratings[:, :2], negs[:, :2])):
         problems.append("user/test-item columns of test_ratings.csv and test_negative.csv differ")
     if problems:
-        raise ValueError("official MPM split inconsistent: " + "; ".join(problems))
+        raise MPMDataError("official MPM split inconsistent: " + "; ".join(problems)
+                           + ". Fetch the authors' files again (python -m common.datasets mpm-ml-1m).")
     return OfficialTest(summary, ratings[:, 0], ratings[:, 1], ratings[:, 2:2 + h], negs[:, 2:])
 
 
@@ -384,8 +414,10 @@ def with_official_split(data: MPMData, official: OfficialTest,
     whose file order fixes the mapping.
     """
     if (data.nb_users, data.nb_items) != (official.summary["users"], official.summary["items"]):
-        raise ValueError(f"official split has {official.summary['users']} users / {official.summary['items']} "
-                         f"items, the data {data.nb_users} / {data.nb_items}: not the same dataset")
+        raise MPMDataError(f"official split has {official.summary['users']} users / "
+                           f"{official.summary['items']} items, the data {data.nb_users} / {data.nb_items}: not the "
+                           f"same dataset; --split official needs raw ML-1m (ml-1m/ratings.dat or --ratings-file) "
+                           f"read with the default --min-ratings")
     kw = {f.name: getattr(data, f.name) for f in fields(data)}
     kw.update(test_users=official.users, test_items=official.items, test_history=official.history,
               test_negatives=official.negatives)

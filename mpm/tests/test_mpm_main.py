@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.cli import DataError
 from common.testing import need_file
 from mpm.main import evaluate, main, official_best, parse_args, sample_epoch
 
@@ -100,7 +101,7 @@ def test_resume_continues_after_last_epoch(tmp_path):
 
 def test_official_split_without_training_data_names_both_files(tmp_path):
     need_file("mpm-ml-1m", "test_ratings.csv")
-    with pytest.raises(SystemExit, match="train_ratings.csv.*ratings.dat"):
+    with pytest.raises(DataError, match="train_ratings.csv.*ratings.dat"):
         main(["--split", "official", "--out", str(tmp_path), "--no-progress"])
 
 
