@@ -1,7 +1,7 @@
 """``make reproduce``: print the plan, run every job (shortest first, resumable), write the report.
 
     make reproduce                      # every paper's main jobs; runs/<paper>/<job>/s<seed>
-    make reproduce QUICK=1              # every job on a shortened schedule (<= 15 min on 2 cores); runs/quick/
+    make reproduce QUICK=1              # every job, first seed, shortened schedule (<= 15 min on 2 cores); runs/quick/
     make reproduce PAPER=mpm SEEDS=0,1,2
     make reproduce FORCE=1              # rerun finished jobs from scratch
     make report                         # only the report (no training)
@@ -97,7 +97,7 @@ def plan(jobs: list[Job], seeds: Optional[tuple[int, ...]], quick: bool, runs: P
     """One entry per (job, seed), shortest first; finished ones are marked skip unless ``force``."""
     todo = []
     for job in jobs:
-        for seed in seeds or job.seeds:
+        for seed in seeds or (job.seeds[:1] if quick else job.seeds):  # QUICK: one seed unless SEEDS given
             run_dir = job.run_dir(runs, seed, quick)
             st = status_of(run_dir)
             todo.append({"job": job, "seed": seed, "dir": run_dir, "status": st,

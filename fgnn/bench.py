@@ -33,6 +33,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from common.cli import nonnegative_int, positive_int
 from common.runs import hardware, write_json
 from fgnn.data import DATASETS, SessionBatches, build_graphs, load_dataset, load_splits, resolve_source
 from fgnn.main import evaluate, make_model, parse_args as main_args, train_epoch
@@ -114,9 +115,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     p.add_argument("--dataset", default="diginetica", choices=sorted(DATASETS), help="dataset to measure on")
     p.add_argument("--source", default="auto", choices=["auto", "raw", "prepared"], help="as in fgnn.main")
     p.add_argument("--model", default="fgnn", choices=["fgnn", "gated"], help="model to time")
-    p.add_argument("--batches", type=int, default=30, help="training batches timed per loader")
-    p.add_argument("--eval-batches", type=int, default=50, help="test batches timed (0: the whole test split)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--batches", type=positive_int, default=30, help="training batches timed per loader")
+    p.add_argument("--eval-batches", type=nonnegative_int, default=50, help="test batches timed (0: the whole test split)")
+    p.add_argument("--threads", type=nonnegative_int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--skip", nargs="*", default=[], choices=["graphs", "pyg", "readouts", "eval"],
                    help="parts not to measure")
     p.add_argument("--out", default=None, help="JSON file for the results (default: fgnn/runs/bench-<dataset>-<model>.json)")

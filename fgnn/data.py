@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from torch_geometric.data import Batch, Data, InMemoryDataset
 
+from common.cli import DataError
 from common.datasets import DatasetUnavailableError, cache_dir, fetch_file
 
 log = logging.getLogger("fgnn.data")
@@ -46,6 +47,14 @@ log = logging.getLogger("fgnn.data")
 FORMAT_VERSION = 1  # bump when the stored graph layout changes: old caches are then rebuilt
 MIN_ITEM_COUNT = 5  # SR-GNN: items clicked fewer than 5 times are removed
 DAY = 86400
+
+
+class InputError(DataError, ValueError):
+    """A malformed input file or cache, or a choice of data flags that cannot work (exit code 3).
+
+    A ``ValueError`` too, so code that catches those keeps working; ``common.cli.run_cli`` prints
+    it as one paragraph without a traceback.
+    """
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,9 @@ def read_click_log(path: str | Path, log_format: str) -> pd.DataFrame:
         df.columns = [c.strip().lower().replace("_", "") for c in df.columns]
         missing = {"sessionid", "itemid", "timeframe", "eventdate"} - set(df.columns)
         if missing:
-            raise ValueError(f"{path}: columns {sorted(missing)} missing; got {list(df.columns)}")
+            raise InputError(f"the click log {path} is malformed: columns {sorted(missing)} are missing "
+                             f"(got {list(df.columns)}). Fix: use the Diginetica log as published "
+                             f"(sessionId;userId;itemId;timeframe;eventdate) or delete it so it is fetched again.")
         session, item = df["sessionid"], df["itemid"]
         order = df["timeframe"].astype(np.int64).to_numpy()
         date = _seconds(pd.to_datetime(df["eventdate"], format="%Y-%m-%d"))
@@ -258,8 +269,12 @@ def tail_fraction(split: Split, fraction: int) -> Split:
 # ----------------------------------------------------------------------------- 3. prepared
 def load_prepared(path: str | Path) -> Split:
     """One of SR-GNN's pickles (``train.txt`` / ``test.txt``): a tuple (sequences, labels)."""
-    with open(path, "rb") as f:
-        seqs, labels = pickle.load(f)
+    try:
+        with open(path, "rb") as f:
+            seqs, labels = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as e:
+        raise InputError(f"SR-GNN's split {path} is malformed ({type(e).__name__}: {e}); it must be a pickled "
+                         f"(sequences, labels) pair. Fix: delete it so it is fetched and verified again.") from e
     lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
     items = np.fromiter((i for s in seqs for i in s), dtype=np.int64, count=int(lengths.sum()))
     return Split(items, _ptr(lengths), np.asarray(labels, dtype=np.int64))
@@ -272,9 +287,10 @@ def resolve_source(name: str, source: str = "auto") -> str:
     """
     spec = DATASETS[name]
     if source not in ("auto", "raw", "prepared"):
-        raise ValueError(f"unknown source {source!r}; valid: auto, raw, prepared")
+        raise InputError(f"unknown --source {source!r}; valid: auto, raw, prepared")
     if source == "prepared" and spec.prepared is None:
-        raise ValueError(f"dataset {name!r} has no prepared splits; use --source raw")
+        raise InputError(f"--dataset {name} has no prepared splits (SR-GNN published none for it): use "
+                         f"--source raw or --source auto")
     if source != "auto":
         return source
     if spec.prepared is None:
@@ -392,7 +408,14 @@ class SessionGraphs(InMemoryDataset):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         self.split, self._make_splits = split, make_splits
         super().__init__(str(root), log=False)
-        self.load(self.processed_paths[0 if split == "train" else 1])
+        path = self.processed_paths[0 if split == "train" else 1]
+        try:
+            self.load(path)
+        except Exception as e:  # noqa: BLE001 - torch.load reports a truncated or foreign file as many types
+            why = (str(e).splitlines() or [""])[0][:100]
+            raise InputError(f"the cached session graphs {path} cannot be read ({type(e).__name__}: "
+                             f"{why}). Fix: delete the folder "
+                             f"{self.processed_dir} and run again; it is rebuilt from the data in seconds.") from e
 
     @property
     def raw_file_names(self) -> list[str]:
@@ -441,7 +464,7 @@ def load_dataset(name: str, source: str = "auto", root: Optional[str | Path] = N
     Yoochoose 1/64.
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+        raise InputError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     source = resolve_source(name, source)
     root = Path(root) if root is not None else processed_root(name, source)
     make = lambda: load_splits(name, source)  # noqa: E731
@@ -465,11 +488,13 @@ class SessionBatches:
     _GRAPH_KEYS = ("y", "sequence_len")
 
     def __init__(self, dataset: SessionGraphs | tuple[Data, dict], batch_size: int, shuffle: bool = False,
-                 generator: Optional[torch.Generator] = None):
-        """``dataset``: a :class:`SessionGraphs` or the (data, slices) of :func:`build_graphs`."""
+                 generator: Optional[torch.Generator] = None, indices: Optional[torch.Tensor] = None):
+        """``dataset``: a :class:`SessionGraphs` or the (data, slices) of :func:`build_graphs`;
+        ``indices``: only these examples (int64, in this order when not shuffled)."""
         self.data, self.slices = dataset if isinstance(dataset, tuple) else (dataset._data, dataset.slices)
         self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
-        self.n = len(self.slices["y"]) - 1
+        self.indices = None if indices is None else torch.as_tensor(indices, dtype=torch.long)
+        self.n = len(self.slices["y"]) - 1 if self.indices is None else len(self.indices)
         self.node_ptr = self.slices["x"]
         self.edge_ptr = self.slices["edge_index"]
         self.seq_ptr = self.slices["sequence"]
@@ -480,6 +505,8 @@ class SessionBatches:
     def __iter__(self) -> Iterator[Batch]:
         order = (torch.randperm(self.n, generator=self.generator) if self.shuffle
                  else torch.arange(self.n))
+        if self.indices is not None:
+            order = self.indices[order]
         for start in range(0, self.n, self.batch_size):
             yield self.batch(order[start:start + self.batch_size])
 

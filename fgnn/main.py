@@ -8,6 +8,10 @@ Every epoch: one pass over the shuffled training examples (Adam, cross-entropy),
 and MRR@20 (x100, as the authors print them) over the whole test split, ranking every item.
 The run folder holds config.json, metrics.jsonl, TensorBoard scalars (tb/), a checkpoint after
 every epoch (for --resume), summary.json and comparison.md.
+
+Exit codes as in ``common/cli.py``: 0 finished, 2 a bad flag, 3 data, 4 diverged (``summary.json``
+says ``"status": "diverged"``; the last good checkpoint is kept), 5 the output folder (already
+holding a run without --resume/--overwrite, not writable, full).
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from common.cli import (DivergenceGuard, UserError, add_run_flags, nonnegative_float, nonnegative_int,
+                        positive_float, positive_int, run_cli, writable_dir)
+from common.jobs import reference_for
 from common.metrics import full_ranks, mrr_at_k, recall_at_k
-from common.runs import RunRecord, atomic_path
+from common.runs import RunRecord, atomic_path, prepare_out
 from fgnn.data import DATASETS, SessionBatches, SessionGraphs, load_dataset
 from fgnn.model import SessionModel, build_model
 
@@ -58,15 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "last_node": "last_new",
 }
 
-# Published numbers: none of FGNN's could be read offline (../shared/docs/PUBLISHED.md).
-PUBLISHED_SOURCE = ("FGNN (CIKM'19, arXiv 1911.11942) tables: not available offline "
-                    "(see ../shared/docs/PUBLISHED.md)")
-# Reference runs of the notebook's own code on this kind of machine (../shared/docs/REFERENCE_RUNS.md).
-REFERENCE = {
-    ("sample", "gated"): ({"recall@20": "2.0-8.1", "mrr@20": "0.4-2.9"},
-                          "notebook GNNModel, 10 epochs, three unseeded runs, 2-core CPU "
-                          "(../shared/docs/REFERENCE_RUNS.md)"),
-}
+# Published and reference numbers, with their sources: fgnn/reference.json, keyed "<dataset>/<model>".
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -81,7 +80,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     g.add_argument("--source", default="auto", choices=["auto", "raw", "prepared"],
                    help="raw: run SR-GNN's preprocessing on the raw click log; prepared: read SR-GNN's "
                         "train.txt/test.txt pickles; auto: raw log if it can be had, else prepared")
-    g.add_argument("--data-root", default=None,
+    g.add_argument("--data-root", type=writable_dir, default=None,
                    help="folder for the cached session graphs (unset: <REPRO_DATA_DIR>/fgnn/<dataset>-<source>-v1)")
     g.add_argument("--loader", default="fast", choices=["fast", "pyg"],
                    help="fast: batches cut from the collated storage (fgnn.data.SessionBatches); pyg: "
@@ -90,9 +89,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     g.add_argument("--model", default=d["model"], choices=["fgnn", "gated"],
                    help="fgnn: the paper's model (WGAT x2 + GRU-Set2Set); gated: the notebook's GNNModel "
                         "(GatedGraphConv + attention readout)")
-    g.add_argument("--hidden-size", type=int, default=d["hidden_size"], help="embedding and hidden size d")
-    g.add_argument("--heads", type=int, default=d["heads"], help="fgnn: heads of the first WGAT layer")
-    g.add_argument("--steps", type=int, default=d["steps"], help="fgnn: Set2Set processing steps")
+    g.add_argument("--hidden-size", type=positive_int, default=d["hidden_size"], help="embedding and hidden size d")
+    g.add_argument("--heads", type=positive_int, default=d["heads"], help="fgnn: heads of the first WGAT layer")
+    g.add_argument("--steps", type=positive_int, default=d["steps"], help="fgnn: Set2Set processing steps")
     g.add_argument("--activation", default=d["activation"], choices=["relu", "none", "elu", "leaky_relu"],
                    help="fgnn: activation between the two WGAT layers (not fixed by the code; see README)")
     g.add_argument("--wgat-softmax", default=d["wgat_softmax"], choices=["source", "target"],
@@ -101,30 +100,34 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     g.add_argument("--init", default=d["init"], choices=["uniform", "layers"],
                    help="fgnn: uniform = every parameter U(+-1/sqrt(d)) as the authors' model template; "
                         "layers = each layer's own init (glorot WGAT, orthogonal GRU, N(0,1) embedding)")
-    g.add_argument("--gated-layers", type=int, default=d["gated_layers"], help="gated: GatedGraphConv steps")
+    g.add_argument("--gated-layers", type=positive_int, default=d["gated_layers"], help="gated: GatedGraphConv steps")
     g.add_argument("--last-node", default=d["last_node"], choices=["last_new", "last_click"],
                    help="gated: v_n of the readout = last node in node order (notebook: the last *new* "
                         "item) or the node of the last click (SR-GNN)")
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=d["epochs"], help="training epochs")
-    g.add_argument("--batch-size", type=int, default=d["batch_size"], help="sessions per batch")
-    g.add_argument("--lr", type=float, default=d["lr"], help="Adam learning rate")
-    g.add_argument("--lr-dc", type=float, default=d["lr_dc"], help="StepLR decay factor")
-    g.add_argument("--lr-dc-step", type=int, default=d["lr_dc_step"], help="StepLR: decay every this many epochs")
-    g.add_argument("--l2", type=float, default=d["l2"], help="Adam weight decay")
+    g.add_argument("--epochs", type=positive_int, default=d["epochs"], help="training epochs")
+    g.add_argument("--batch-size", type=positive_int, default=d["batch_size"], help="sessions per batch")
+    g.add_argument("--lr", type=positive_float, default=d["lr"], help="Adam learning rate")
+    g.add_argument("--lr-dc", type=positive_float, default=d["lr_dc"], help="StepLR decay factor")
+    g.add_argument("--lr-dc-step", type=positive_int, default=d["lr_dc_step"], help="StepLR: decay every this many epochs")
+    g.add_argument("--l2", type=nonnegative_float, default=d["l2"], help="Adam weight decay")
     g.add_argument("--lr-step-before", action="store_true",
                    help="call scheduler.step() before each epoch as the notebook does (under PyTorch >= 1.1 "
                         "this decays one epoch early); default: after each epoch")
-    g.add_argument("--top-k", type=int, default=d["top_k"], help="K of Recall@K and MRR@K")
-    g.add_argument("--max-train-batches", type=int, default=0,
-                   help="stop each training epoch after this many batches (0: all; for quick checks)")
+    g.add_argument("--top-k", type=positive_int, default=d["top_k"], help="K of Recall@K and MRR@K")
+    g.add_argument("--max-train-batches", "--max-train-steps", dest="max_train_batches", type=nonnegative_int,
+                   default=0, help="stop each training epoch after this many batches (0: all; smoke runs "
+                                   "such as make reproduce QUICK=1, and timing)")
+    g.add_argument("--max-eval-examples", type=positive_int, default=None,
+                   help="evaluate on a fixed random subset of this many test examples (unset: the whole test "
+                        "split; smoke runs only, e.g. make reproduce QUICK=1: the metrics are then not comparable)")
     g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, default=0, help="seed of initialisation and shuffling")
+    g.add_argument("--seed", type=nonnegative_int, default=0, help="seed of initialisation and shuffling")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda if available)")
-    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    g.add_argument("--out", default=None, help="run folder (unset: fgnn/runs/<dataset>-<model>-seed<seed>)")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    g.add_argument("--threads", type=nonnegative_int, default=0, help="torch CPU threads (0: torch's default)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_run_flags(g, out_help="run folder (unset: fgnn/runs/<dataset>-<model>-seed<seed>); --resume continues "
+                              "from its checkpoint.pt")
     return p.parse_args(argv)
 
 
@@ -177,13 +180,17 @@ def _bar(it, total: int, desc: str, disable: bool):
 
 
 def train_epoch(model: SessionModel, batches, optimizer: torch.optim.Optimizer, device: torch.device,
-                max_batches: int = 0, progress: bool = True, on_batch=None) -> dict[str, float]:
-    """One pass over the training batches; returns mean loss, examples, seconds and compute share."""
+                max_batches: int = 0, progress: bool = True, on_batch=None, desc: str = "train"
+                ) -> dict[str, float]:
+    """One pass over the training batches; returns mean loss, examples, seconds and compute share.
+
+    ``on_batch(i, loss)`` is called after every step (the divergence guard, TensorBoard).
+    """
     model.train()
     total_loss, n_batches, n_examples, compute = 0.0, 0, 0, 0.0
     t0 = time.perf_counter()
     steps = min(len(batches), max_batches) if max_batches else len(batches)
-    for i, batch in enumerate(_bar(batches, steps, "train", not progress)):
+    for i, batch in enumerate(_bar(batches, steps, desc, not progress)):
         if max_batches and i >= max_batches:
             break
         batch = batch.to(device)
@@ -206,12 +213,12 @@ def train_epoch(model: SessionModel, batches, optimizer: torch.optim.Optimizer, 
 
 @torch.inference_mode()
 def evaluate(model: SessionModel, batches, device: torch.device, k: int = 20,
-             progress: bool = True) -> dict[str, float]:
+             progress: bool = True, desc: str = "test") -> dict[str, float]:
     """Recall@k and MRR@k (x100) over every test example, ranking all items (common.metrics)."""
     model.eval()
     ranks, total_loss, n = [], 0.0, 0
     t0 = time.perf_counter()
-    for batch in _bar(batches, len(batches), "test", not progress):
+    for batch in _bar(batches, len(batches), desc, not progress):
         batch = batch.to(device)
         scores = model.full_sort(batch)
         targets = batch.y - 1
@@ -223,31 +230,64 @@ def evaluate(model: SessionModel, batches, device: torch.device, k: int = 20,
             "test_loss": total_loss / max(n, 1), "eval_seconds": time.perf_counter() - t0}
 
 
-def popularity(train: SessionGraphs, test: SessionGraphs, n_items: int, k: int = 20) -> dict[str, float]:
-    """A popularity ranking: every test session gets the items by their count as training target."""
+def popularity(train: SessionGraphs, test: SessionGraphs, n_items: int, k: int = 20,
+               indices: Optional[torch.Tensor] = None) -> dict[str, float]:
+    """A popularity ranking: every test session (or those in ``indices``) gets the items by their count
+    as training target."""
     counts = torch.bincount(train._data.y - 1, minlength=n_items).double()
     targets = test._data.y - 1
+    if indices is not None:
+        targets = targets[indices]
     r = np.concatenate([full_ranks(counts.expand(len(t), -1), t) for t in targets.split(1000)])
     return {f"recall@{k}": 100 * recall_at_k(r, k), f"mrr@{k}": 100 * mrr_at_k(r, k)}
 
 
-def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+def resolve_device(name: str) -> torch.device:
+    """``--device``: auto (cuda if available), or a device that must exist here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a torch device: use cpu, cuda, cuda:1, ... or auto.") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or
+                                  (device.index or 0) >= torch.cuda.device_count()):
+        raise UserError(f"--device {name}: no such CUDA device on this machine ({torch.cuda.device_count()} "
+                        f"visible). Use --device cpu or --device auto.")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: only cpu and cuda are supported; use --device cpu or --device auto.")
+    return device
+
+
+def eval_subset(n_test: int, size: Optional[int]) -> Optional[torch.Tensor]:
+    """``--max-eval-examples``: a fixed random subset of the test split (the same for every seed and epoch)."""
+    if size is None or size >= n_test:
+        return None
+    return torch.randperm(n_test, generator=torch.Generator().manual_seed(0))[:size].sort().values
+
+
+def run(argv: Optional[list[str]] = None) -> dict[str, Any]:
+    """Train and evaluate; returns the metrics, the popularity baseline, the history and the run folder."""
     args = parse_args(argv)
+    out = Path(args.out or Path(__file__).resolve().parent / "runs" / f"{args.dataset}-{args.model}-seed{args.seed}")
+    prepare_out(out, args.resume, args.overwrite)  # before anything is loaded or written
+    device = resolve_device(args.device)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else ("cpu" if args.device == "auto" else args.device))
-    out = Path(args.out or Path(__file__).resolve().parent / "runs" / f"{args.dataset}-{args.model}-seed{args.seed}")
     ckpt_path = out / "checkpoint.pt"
     if args.resume and not ckpt_path.is_file():
-        log.warning("--resume: no checkpoint in %s; starting from scratch", out)
+        log.info("--resume: no checkpoint in %s; starting from scratch", out)
 
     t_data = time.perf_counter()
     train, test, info = load_dataset(args.dataset, args.source, args.data_root)
     log.info("data %s: %d train / %d test examples, %d items, from %s (%.1f s)", args.dataset,
              info["train"], info["test"], info["n_items"], info["source"], time.perf_counter() - t_data)
-    pop = popularity(train, test, info["n_items"], args.top_k)
+    subset = eval_subset(len(test), args.max_eval_examples)
+    if subset is not None:
+        log.info("--max-eval-examples %d: evaluating on a fixed random %d of the %d test examples (not comparable "
+                 "with full-split numbers)", args.max_eval_examples, len(subset), len(test))
+    pop = popularity(train, test, info["n_items"], args.top_k, subset)
     log.info("popularity ranking: Recall@%d %.2f, MRR@%d %.2f", args.top_k, pop[f"recall@{args.top_k}"],
              args.top_k, pop[f"mrr@{args.top_k}"])
 
@@ -257,64 +297,91 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.l2,
                                  fused=device.type in ("cpu", "cuda"))
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=args.lr_dc_step, gamma=args.lr_dc)
-    config = {**vars(args), "source": info["source"], "n_items": info["n_items"],
-              "train_examples": info["train"], "test_examples": info["test"], "device": str(device)}
-    rec = RunRecord(out, paper="fgnn", dataset=args.dataset, config=config,
-                    resume=args.resume and ckpt_path.is_file())
-    if args.resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        rec.history = [h for h in rec.history if h["epoch"] <= state["epoch"]]
-        log.info("resumed from %s after epoch %d", ckpt_path, state["epoch"])
-    log.info("%s", model)
-
-    train_batches = loader(train, args, shuffle=True, generator=generator)
-    test_batches = loader(test, args, shuffle=False)
+    config = {**vars(args), "out": str(out), "source": info["source"], "n_items": info["n_items"],
+              "train_examples": info["train"], "test_examples": info["test"],
+              "eval_examples": info["test"] if subset is None else len(subset), "device": str(device)}
+    guard = DivergenceGuard(hint=f"lower --lr (now {args.lr})")
     k = args.top_k
-    progress = not args.no_progress
-    for epoch in range(rec.next_epoch, args.epochs + 1):
-        if args.lr_step_before:
-            scheduler.step()
-        lr = optimizer.param_groups[0]["lr"]
-        step0 = (epoch - 1) * len(train_batches)
-        on_batch = (lambda i, v: rec.tb.add_scalar("loss/train_batch_loss", v, step0 + i)
-                    if rec.tb is not None and i % 50 == 0 else None)
-        tr = train_epoch(model, train_batches, optimizer, device, args.max_train_batches, progress, on_batch)
-        if not args.lr_step_before:
-            scheduler.step()
-        ev = evaluate(model, test_batches, device, k, progress)
-        rec.log_epoch(epoch, {**ev, **tr, "lr": lr,
-                              "sessions_per_second": tr["train_examples"] / max(tr["train_seconds"], 1e-9)})
-        log.info("epoch %d/%d  loss %.4f  Recall@%d %.2f  MRR@%d %.2f  lr %.0e  train %.1f s (%.0f sessions/s)  "
-                 "eval %.1f s", epoch, args.epochs, tr["train_loss"], k, ev[f"recall@{k}"], k, ev[f"mrr@{k}"],
-                 lr, tr["train_seconds"], tr["train_examples"] / max(tr["train_seconds"], 1e-9),
-                 ev["eval_seconds"])
-        with atomic_path(ckpt_path) as tmp:
-            torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                        "torch_rng": torch.get_rng_state()}, tmp)
-
     keys = (f"recall@{k}", f"mrr@{k}")
-    best = rec.best(keys[0]) or {}
-    last = rec.history[-1] if rec.history else {}
-    metrics = {
-        "best": {**{m: best.get(m) for m in keys}, "epoch": best.get("epoch")},
-        "last": {**{m: last.get(m) for m in keys}, "epoch": last.get("epoch")},
-    }
-    reference, reference_source = REFERENCE.get((args.dataset, args.model), ({}, ""))
-    published = {m: "not available offline" for m in keys}
-    table = rec.finish(metrics, published=published, reference=reference, epochs=args.epochs, seed=args.seed,
-                       device=str(device), published_source=PUBLISHED_SOURCE, reference_source=reference_source,
-                       extra={"data": info, "model": args.model, "popularity": pop})
+    with RunRecord(out, paper="fgnn", dataset=args.dataset, setting=args.model, config=config,
+                   resume=args.resume, overwrite=args.overwrite) as rec:
+        done = 0
+        if args.resume and ckpt_path.is_file():
+            state = torch.load(ckpt_path, map_location=device, weights_only=False)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            generator.set_state(state["generator"].cpu())
+            torch.set_rng_state(state["torch_rng"].cpu())
+            done = state["epoch"]
+            log.info("resumed from %s after epoch %d", ckpt_path, done)
+        # epochs logged after the last checkpoint (a kill between the two writes) are run again
+        rec.history = [h for h in rec.history if h["epoch"] <= done]
+        log.info("%s", model)
+
+        train_batches = loader(train, args, shuffle=True, generator=generator)
+        test_batches = (loader(test, args, shuffle=False) if subset is None
+                        else SessionBatches(test, args.batch_size, indices=subset))
+        if subset is not None and args.loader == "pyg":
+            from torch_geometric.loader import DataLoader
+
+            test_batches = DataLoader(test.index_select(subset), batch_size=args.batch_size)
+        progress = not args.no_progress
+        for epoch in range(rec.next_epoch, args.epochs + 1):
+            if args.lr_step_before:
+                scheduler.step()
+            lr = optimizer.param_groups[0]["lr"]
+            step0 = (epoch - 1) * len(train_batches)
+
+            def on_batch(i: int, value: float, epoch: int = epoch, step0: int = step0) -> None:
+                guard.loss(value, epoch, i + 1)
+                if rec.tb is not None and i % 50 == 0:
+                    rec.tb.add_scalar("loss/train_batch_loss", value, step0 + i)
+
+            tag = f"epoch {epoch}/{args.epochs}"
+            tr = train_epoch(model, train_batches, optimizer, device, args.max_train_batches, progress, on_batch,
+                             desc=f"{tag} train")
+            if not args.lr_step_before:
+                scheduler.step()
+            ev = evaluate(model, test_batches, device, k, progress, desc=f"{tag} test")
+            guard.metrics({**{m: ev[m] for m in keys}, "test_loss": ev["test_loss"],
+                           "train_loss": tr["train_loss"]}, epoch)
+            rec.log_epoch(epoch, {**ev, **tr, "lr": lr,
+                                  "sessions_per_second": tr["train_examples"] / max(tr["train_seconds"], 1e-9)})
+            log.info("epoch %d/%d  loss %.4f  Recall@%d %.2f  MRR@%d %.2f  lr %.0e  train %.1f s (%.0f sessions/s)  "
+                     "eval %.1f s", epoch, args.epochs, tr["train_loss"], k, ev[f"recall@{k}"], k, ev[f"mrr@{k}"],
+                     lr, tr["train_seconds"], tr["train_examples"] / max(tr["train_seconds"], 1e-9),
+                     ev["eval_seconds"])
+            # only after the guard passed: the checkpoint on disk is always the last good epoch
+            with atomic_path(ckpt_path) as tmp:
+                torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                            "torch_rng": torch.get_rng_state()}, tmp)
+
+        best = rec.best(keys[0]) or {}
+        last = rec.history[-1] if rec.history else {}
+        metrics = {
+            "best": {**{m: best.get(m) for m in keys}, "epoch": best.get("epoch")},
+            "last": {**{m: last.get(m) for m in keys}, "epoch": last.get("epoch")},
+        }
+        published = reference_for("fgnn", args.dataset, args.model, "published")
+        reference = reference_for("fgnn", args.dataset, args.model, "reference")
+        table = rec.finish(metrics, published=published["values"], reference=reference["values"],
+                           epochs=args.epochs, seed=args.seed, device=str(device),
+                           published_source=published["source"], reference_source=reference["source"],
+                           headline={m: last.get(m) for m in keys}, selection="last epoch",
+                           extra={"data": info, "model": args.model, "popularity": pop,
+                                  "eval_examples": config["eval_examples"]})
     print(f"\n{args.model} on {args.dataset} ({info['source']}), run folder {out}")
     print(table)
-    print(f"popularity ranking on the same test split: Recall@{k} {pop[keys[0]]:.2f}, MRR@{k} {pop[keys[1]]:.2f}")
+    print(f"popularity ranking on the same test examples: Recall@{k} {pop[keys[0]]:.2f}, MRR@{k} {pop[keys[1]]:.2f}")
     return {"metrics": metrics, "popularity": pop, "history": rec.history, "out": str(out)}
 
 
+def main(argv: Optional[list[str]] = None) -> int:
+    run(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_cli(main, prog="python -m fgnn.main"))

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from common.testing import need_file
-from fgnn.main import main
+from fgnn.main import run as main
 
 pytestmark = pytest.mark.real_data
 
