@@ -1,6 +1,28 @@
 """MB-GMN: Graph Meta Network for Multi-Behavior Recommendation (SIGIR'21), TensorFlow 1 graph mode."""
 
-# Set to True when main.py runs the full reproduction; `make reproduce` reads both names.
+# Set to True when main.py runs the full reproduction; `make reproduce` reads it.
 IMPLEMENTED = True
-# Beibei with the authors' settings (100 epochs, test every 3, negatives redrawn at every test).
-REPRODUCE_ARGS: list[str] = ["--dataset", "beibei"]
+
+# What `make reproduce PAPER=mbgmn_tf` runs: Beibei with the authors' settings (100 epochs of 40
+# steps of 256 users, test after epochs 1, 4, ..., 100 on all 10,000 test users, negatives redrawn
+# at every test). Tmall cannot run here: the mirror lacks trn_pv, trn_cart and trn_buy (README, Data).
+# epoch_seconds (README, Speed and Results, Beibei run on the 2-core CPU, TF's default threads):
+#   alone, 110-123 s of training per 40-step epoch and 5.7-6.6 s per test pass, a test every third
+#   epoch: ~120 s per epoch. setup_seconds: TensorFlow import, loading the four pickles, graph
+#   build and adjacency load (the notebook's graph build alone: 14 s, shared/docs/REFERENCE_RUNS.md).
+# QUICK (make reproduce QUICK=1, a smoke run): 4 training steps of the authors' batch and one test
+#   on the first 2,000 test users, one TF thread. quick_seconds: wall time of
+#   `python -m common.reproduce mbgmn_tf --quick 1` (python start-up, TF import and data loading
+#   included), measured 2026-11-30 with the 2 cores shared (load average ~10): 327 s wall, of which
+#   235 s for the 4 steps and 22 s for the test; 102 s of CPU time (82 s user + 20 s system), so
+#   alone on 2 cores about 100 s, within the 180 s QUICK budget.
+HEADLINE = ("hr@10", "ndcg@10")
+
+JOBS = [
+    dict(name="beibei", dataset="beibei", setting="", args=("--dataset", "beibei", "--no-progress"),
+         epochs=100, epoch_seconds=120.0, setup_seconds=30.0,
+         quick_args=("--epochs", "1", "--max-train-steps", "4", "--test-users", "2000", "--threads", "1"),
+         quick_seconds=120.0,
+         selection="last epoch", metrics=HEADLINE,
+         curve=("loss", "hr@10", "ndcg@10", "pop_hr@10", "pop_ndcg@10"), seeds=(0,)),
+]

@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import numpy as np
 import scipy.sparse as sp
 
+from common.cli import nonnegative_int, positive_int
 from common.runs import hardware, write_json
 from mbgmn_tf.data import load_dataset, normalize_loop_reference, symmetric_normalize
 
@@ -64,9 +65,9 @@ def bench_sparse_product(mat: sp.csr_matrix, repeat: int = 3) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=5, help="training steps to time (authors' batch and sampNum)")
-    p.add_argument("--test-users", type=int, default=0, help="test users in the timed test pass (0: all 10,000)")
-    p.add_argument("--loop-slice", type=int, default=200_000, help="nonzeros of pv given to the notebook's loop")
+    p.add_argument("--steps", type=positive_int, default=5, help="training steps to time (authors' batch and sampNum)")
+    p.add_argument("--test-users", type=nonnegative_int, default=0, help="test users in the timed test pass (0: all 10,000)")
+    p.add_argument("--loop-slice", type=positive_int, default=200_000, help="nonzeros of pv given to the notebook's loop")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "runs" / "bench.json"), help="JSON result file")
     args = p.parse_args(argv)
     res: dict = {"hardware": hardware()}

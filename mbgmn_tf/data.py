@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from common.cli import DataError
 from common.datasets import DatasetUnavailableError, fetch_file
 
 # Behaviours in the authors' order; the last one is the target (purchase).
@@ -88,11 +89,29 @@ def read_test_items(path: str | Path) -> np.ndarray:
     return np.array([-1 if x is None else int(x) for x in raw], dtype=np.int64)
 
 
+def _read_or_data_error(reader, path: Path, what: str):
+    """``reader(path)``; a missing or malformed file becomes a :class:`DataError` naming it."""
+    if not path.is_file():
+        raise DataError(f"{path} is missing: --data-dir needs {what} (the authors' pickle format). "
+                        f"Put the file there or leave out --data-dir to use common.datasets.")
+    try:
+        return reader(path)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError,
+            UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not {what} ({type(e).__name__}: {str(e)[:200]}). Replace it with the "
+                        f"authors' file (common.datasets fetches the registered ones).") from e
+
+
 def load_folder(folder: str | Path, behaviours: Sequence[str], name: str = "") -> MultiBehaviourData:
-    """Read ``trn_<behaviour>`` for each behaviour and ``tst_int`` from one folder."""
+    """Read ``trn_<behaviour>`` for each behaviour and ``tst_int`` from one folder.
+
+    A missing or malformed file raises :class:`common.cli.DataError` naming it.
+    """
     folder = Path(folder)
-    mats = [read_behaviour_matrix(folder / f"trn_{b}") for b in behaviours]
-    return _assemble(name or folder.name, tuple(behaviours), mats, read_test_items(folder / "tst_int"))
+    mats = [_read_or_data_error(read_behaviour_matrix, folder / f"trn_{b}",
+                                f"a pickled user x item matrix of behaviour {b!r}") for b in behaviours]
+    tst = _read_or_data_error(read_test_items, folder / "tst_int", "a pickled list of held-out items (tst_int)")
+    return _assemble(name or folder.name, tuple(behaviours), mats, tst)
 
 
 def load_dataset(name: str) -> MultiBehaviourData:
@@ -120,9 +139,12 @@ def _assemble(name: str, behaviours: tuple[str, ...], mats: list[sp.csr_matrix],
               tst_int: np.ndarray) -> MultiBehaviourData:
     shapes = {m.shape for m in mats}
     if len(shapes) != 1:
-        raise ValueError(f"{name}: behaviour matrices differ in shape: {dict(zip(behaviours, [m.shape for m in mats]))}")
+        raise DataError(f"{name}: behaviour matrices differ in shape: "
+                        f"{dict(zip(behaviours, [m.shape for m in mats]))}; all trn_<behaviour> files must "
+                        f"be users x items of the same dataset.")
     if len(tst_int) != mats[0].shape[0]:
-        raise ValueError(f"{name}: tst_int has {len(tst_int)} entries for {mats[0].shape[0]} users")
+        raise DataError(f"{name}: tst_int has {len(tst_int)} entries for {mats[0].shape[0]} users; it must "
+                        f"hold one entry (an item id or None) per user of the trn_<behaviour> matrices.")
     return MultiBehaviourData(name, behaviours, mats, tst_int, np.flatnonzero(tst_int >= 0))
 
 

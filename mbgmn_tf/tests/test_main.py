@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from common.testing import need_file
-from mbgmn_tf.main import _rank_metrics, main
+from mbgmn_tf.main import _rank_metrics, run as main
 
 TINY = ["--trn-num", "60", "--batch", "30", "--samp-num", "5", "--test-every", "2", "--no-progress", "--threads", "2"]
 
