@@ -11,11 +11,11 @@ IMPLEMENTED = True
 #   epoch: ~120 s per epoch. setup_seconds: TensorFlow import, loading the four pickles, graph
 #   build and adjacency load (the notebook's graph build alone: 14 s, shared/docs/REFERENCE_RUNS.md).
 # QUICK (make reproduce QUICK=1, a smoke run): 4 training steps of the authors' batch and one test
-#   on the first 2,000 test users, one TF thread. quick_seconds: wall time of
+#   on the first 2,000 test users, one TF thread. quick_seconds (120 s): from the run of
 #   `python -m common.reproduce mbgmn_tf --quick 1` (python start-up, TF import and data loading
 #   included), measured 2026-11-30 with the 2 cores shared (load average ~10): 327 s wall, of which
 #   235 s for the 4 steps and 22 s for the test; 102 s of CPU time (82 s user + 20 s system), so
-#   alone on 2 cores about 100 s, within the 180 s QUICK budget.
+#   alone on 2 cores about 100 s, within the 180 s QUICK budget; rounded up to 120 s.
 HEADLINE = ("hr@10", "ndcg@10")
 
 JOBS = [
