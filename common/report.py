@@ -319,7 +319,10 @@ def render_results(patterns: list[str], results: Path = RESULTS) -> str:
     lines += [f"- {n}" for n in notes]
     hw = sorted({r.get("hardware", "-") for r in runs})
     lines += [f"- hardware: {'; '.join(hw)}"]
-    lines += [f"- `{r['_name']}`: `{r.get('command', '')}` (commit {r.get('git_commit') or '-'})" for r in runs]
+    for r in runs:
+        sessions = r.get("sessions") or [{"command": r.get("command", ""), "git_commit": r.get("git_commit")}]
+        lines += [f"- `{r['_name']}`" + (f" (part {i} of {len(sessions)})" if len(sessions) > 1 else "") +
+                  f": `{x.get('command', '')}` (commit {x.get('git_commit') or '-'})" for i, x in enumerate(sessions, 1)]
     return "\n".join(lines) + "\n"
 
 

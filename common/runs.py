@@ -340,11 +340,17 @@ class RunRecord:
         self._wall_before = 0.0
         self.command = command_line(argv)
         self.commit = git_commit()
+        # Every command that wrote to this run (a resumed run may span several commits), oldest first.
+        self.sessions: list[dict[str, Any]] = []
+        if resume:
+            self.sessions = list((self._read_json("state.json") or {}).get("sessions", []))
         if resume and (self.dir / "metrics.jsonl").is_file():
             with open(self.dir / "metrics.jsonl") as f:
                 self.history = [json.loads(line) for line in f if line.strip()]
             state = self._read_json("state.json") or {}
             self._wall_before = float(state.get("wall_seconds", 0.0))
+        self.sessions.append({"command": self.command, "git_commit": self.commit,
+                              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         self._start = time.time()
         write_json(self.dir / "config.json", {"paper": paper, "dataset": dataset, "setting": setting,
                                               **self.config, "command": self.command, "git_commit": self.commit})
@@ -388,6 +394,8 @@ class RunRecord:
             "command": self.command,
             "git_commit": self.commit,
         }
+        if len(self.sessions) > 1:
+            summary["sessions"] = self.sessions
         write_json(self.dir / "summary.json", summary)
         return summary
 
@@ -412,7 +420,8 @@ class RunRecord:
         self.history.sort(key=lambda h: h["epoch"])
         with atomic_path(self.dir / "metrics.jsonl") as tmp:
             tmp.write_text("".join(json.dumps(strict_json(h), allow_nan=False) + "\n" for h in self.history))
-        write_json(self.dir / "state.json", {"wall_seconds": self.wall_seconds, "last_epoch": epoch})
+        write_json(self.dir / "state.json", {"wall_seconds": self.wall_seconds, "last_epoch": epoch,
+                                             "sessions": self.sessions})
         if self.tb is not None:
             self.tb.add_scalars(entry, step=epoch)
 

@@ -45,6 +45,7 @@ def test_run_record_roundtrip_and_resume(tmp_path):
         epochs=2, seed=3, published_source="paper Table 2",
     )
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(summary["sessions"]) == 2  # the first command and the resuming one
     for key in ("paper", "dataset", "metrics", "published", "reference", "epochs", "seed",
                 "wall_seconds", "hardware"):
         assert key in summary
