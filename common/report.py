@@ -329,14 +329,24 @@ def render_results(patterns: list[str], results: Path = RESULTS) -> str:
 LOWER_IS_BETTER = ("rmse", "mae")
 
 
+def _same_protocol(baseline_setting: str, run_setting: str) -> bool:
+    """A baselines record serves a run when the words of its setting, other than "baselines", are all
+    words of the run's setting: "ucs-baselines" serves "ucs-authors", "srgnn" serves "srgnn", "baselines"
+    and "" serve every setting of the dataset."""
+    words = {w for w in baseline_setting.replace("_", "-").split("-") if w and w != "baselines"}
+    return words <= set(run_setting.replace("_", "-").split("-"))
+
+
 def best_baseline(paper: str, dataset: str, setting: str, metric: str, results: Path = RESULTS) -> Optional[str]:
     """The best baseline on ``metric`` among the records ``results/<paper>/baselines*`` of this dataset and
-    setting (headline keys ``<baseline>/<metric>``), as ``"<baseline> 0.1234"``; None without records."""
+    setting (headline keys ``<baseline>/<metric>``; ``last_<metric>`` looks up ``<metric>``), as
+    ``"<baseline> 0.1234"``; None without records."""
     best: Optional[tuple[float, str]] = None
+    metric = metric[len("last_"):] if metric.startswith("last_") else metric
     lower = metric.split("/")[-1] in LOWER_IS_BETTER
     for d in sorted((results / paper).glob("baselines*")):
         r = read_run(d)
-        if not r or r.get("dataset") != dataset or (r.get("setting") or "") != (setting or ""):
+        if not r or r.get("dataset") != dataset or not _same_protocol(r.get("setting") or "", setting or ""):
             continue
         for key, v in r.get("headline", {}).items():
             name, _, m = key.partition("/")

@@ -146,3 +146,16 @@ def test_readme_markers_render_records(tmp_path):
     assert report.update_readme(new, res) == new  # idempotent
     with pytest.raises(Exception, match="matches no run record"):
         report.update_readme("<!-- results: mpm/nothing* -->\n<!-- /results -->", res)
+
+
+def test_best_baseline_matches_protocol_words_and_last_metrics(tmp_path):
+    res = tmp_path / "results"
+    _record(res / "agnn" / "baselines-ucs", "agnn", 0, {"bias/rmse": 1.02, "knn/rmse": 1.03}, setting="ucs-baselines")
+    _record(res / "agnn" / "baselines-ics", "agnn", 0, {"bias/rmse": 0.90}, setting="ics-baselines")
+    assert report.best_baseline("agnn", "d", "ucs-authors", "rmse", res) == "bias 1.0200"  # lower is better
+    assert report.best_baseline("agnn", "d", "ics", "rmse", res) == "bias 0.9000"
+    assert report.best_baseline("agnn", "d", "warm", "rmse", res) is None
+    assert report.best_baseline("agnn", "other", "ucs", "rmse", res) is None
+    _record(res / "mpm" / "baselines-d", "mpm", 0, {"ease/hr@10": 0.65, "pop/hr@10": 0.4}, setting="baselines")
+    assert report.best_baseline("mpm", "d", "", "last_hr@10", res) == "ease 0.6500"
+    assert report.best_baseline("mpm", "d", "tie-order-stable", "hr@10", res) == "ease 0.6500"
