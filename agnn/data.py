@@ -78,6 +78,15 @@ class NeighbourTable:
     def to_dict(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         return {v: (self.ids[v, :n].copy(), self.probs[v, :n].copy()) for v, n in enumerate(self.lengths)}
 
+    def log_probs(self) -> np.ndarray:
+        """``log(probs)`` (-inf where 0), computed once per ``probs`` array (the sampler's keys)."""
+        cached = self.__dict__.get("_log_probs")
+        if cached is None or cached[0] is not self.probs:
+            with np.errstate(divide="ignore"):
+                cached = (self.probs, np.log(self.probs))
+            self.__dict__["_log_probs"] = cached
+        return cached[1]
+
 
 def sample_neighbours(
     table: NeighbourTable, nodes: np.ndarray, k: int, rng: np.random.Generator
@@ -98,7 +107,7 @@ def sample_neighbours(
         int64 [batch, k].
     """
     nodes = np.asarray(nodes, dtype=np.int64)
-    ids, probs, lengths = table.ids[nodes], table.probs[nodes], table.lengths[nodes]
+    ids, lengths = table.ids[nodes], table.lengths[nodes]
     width = ids.shape[1]
     out = np.empty((len(nodes), k), dtype=np.int64)
     # Zero-length rows (a node with no neighbour) fall back to the node itself everywhere.
@@ -106,13 +115,14 @@ def sample_neighbours(
 
     many = lengths > k
     if many.any():
-        with np.errstate(divide="ignore"):
-            keys = np.log(probs[many]) + rng.gumbel(size=(int(many.sum()), width))
-        keys[np.arange(width)[None, :] >= lengths[many][:, None]] = -np.inf
+        rows = slice(None) if many.all() else many  # the authors' files: every row has more than k
+        keys = table.log_probs()[nodes[rows]] + rng.gumbel(size=(int(many.sum()), width))
+        if lengths[rows].min() < width:  # past a row's length: log(0) = -inf already; made sure
+            keys[np.arange(width)[None, :] >= lengths[rows][:, None]] = -np.inf
         # Order among the drawn slots does not matter to the model (mean over neighbours); the
         # slot the node overwrites is the k-th draw, so only the top k-1 keys are needed.
         top = np.argpartition(-keys, k - 1, axis=1)[:, : k - 1] if k > 1 else np.empty((keys.shape[0], 0), np.int64)
-        out[many, : k - 1] = np.take_along_axis(ids[many], top, axis=1)
+        out[rows, : k - 1] = np.take_along_axis(ids[rows], top, axis=1)
 
     exact = lengths == k
     if exact.any():
@@ -120,7 +130,7 @@ def sample_neighbours(
 
     few = (lengths < k) & (lengths > 0)
     if few.any():
-        cdf = np.cumsum(probs[few], axis=1)
+        cdf = np.cumsum(table.probs[nodes[few]], axis=1)
         cdf /= cdf[:, -1:]
         u = rng.random((int(few.sum()), k - 1))
         pick = (u[:, :, None] > cdf[:, None, :]).sum(axis=2)  # first index whose cdf >= u

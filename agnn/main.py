@@ -124,6 +124,16 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return args
 
 
+def make_optimizer(model: AGNN, lr: float, weight_decay: float, device: str = "cpu"):
+    """Adam with L2 weight decay (the authors' optimiser), as one fused kernel per parameter on CPU
+    and CUDA (``fused=True``: the same update as the default per-tensor loop, up to float rounding;
+    README "Speed")."""
+    import torch
+
+    fused = torch.device(device).type in ("cpu", "cuda")
+    return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
 def evaluate(model: AGNN, data: AGNNData, builder: BatchBuilder, batch_size: int, rng: np.random.Generator,
              device: str, progress: bool = False, max_rows: int = 0) -> dict[str, float]:
     """RMSE and MAE on the validation file (neighbours sampled as in training, not shuffled);
@@ -162,7 +172,7 @@ def run(args: argparse.Namespace, mode: str, graph: str, out: Path) -> dict:
     cfg = AGNNConfig(data.n_users, data.n_items, data.vocab, args.embed_size, args.attention_size, args.dropout,
                      args.kl, args.user_self_linear, args.user_erase_init, args.eval_mean)
     model = AGNN(cfg).to(args.device)
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    opt = make_optimizer(model, args.lr, args.weight_decay, args.device)
     builder = BatchBuilder(data, args.user_neighbours, args.item_neighbours)
     config = {k: v for k, v in vars(args).items() if k not in ("resume", "overwrite", "debug", "no_progress")}
     setting = setting_name(mode, graph)

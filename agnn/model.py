@@ -103,10 +103,31 @@ def kl_term(z: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor, kind: str)
 def attribute_interaction(feat: torch.Tensor, dense_bi: nn.Linear, dense_si: nn.Linear) -> torch.Tensor:
     """Attribute interaction layer: Bi-Interaction pooling + linear sum over fields.
 
-    feat: [..., F, D] field embeddings -> [..., D].
+    feat: [..., F, D] field embeddings -> [..., D]. (The model computes the same from
+    :func:`field_sums`, without materialising ``feat``.)
     """
     summed = feat.sum(dim=-2)
     bi = 0.5 * (summed.pow(2) - feat.pow(2).sum(dim=-2))
+    return F.leaky_relu(dense_bi(bi)) + F.leaky_relu(dense_si(summed))
+
+
+def field_sums(attr: torch.Tensor, tables: list[torch.Tensor], offsets: torch.Tensor) -> torch.Tensor:
+    """``[sum_f e_f ; sum_f e_f^2]`` over the attribute slots of each row: [N, 2D].
+
+    attr: int [N, F] ids, column f looked up in the table of its field; tables: the fields' embedding
+    weights, concatenated here into one table whose rows for column f start at ``offsets[f]``.
+    One ``embedding_bag`` over ``[W ; W * W]`` gives both sums without the [N, F, D] tensor of
+    field embeddings that :func:`attribute_interaction` builds (the same sums; the summation order
+    of the gradient differs, by float rounding only).
+    """
+    w = torch.cat(tables) if len(tables) > 1 else tables[0]
+    return F.embedding_bag(attr + offsets, torch.cat([w, w * w], dim=1), mode="sum")
+
+
+def bi_interaction(summed: torch.Tensor, squares: torch.Tensor, dense_bi: nn.Linear,
+                   dense_si: nn.Linear) -> torch.Tensor:
+    """Attribute interaction layer from the field sums (:func:`field_sums`): [..., D] -> [..., D]."""
+    bi = 0.5 * (summed.pow(2) - squares)
     return F.leaky_relu(dense_bi(bi)) + F.leaky_relu(dense_si(summed))
 
 
@@ -166,26 +187,63 @@ class AGNN(nn.Module):
             _xavier(self.dense_user_erasegate)
         self.user_vae, self.item_vae = EVAE(d), EVAE(d)
         self.fc_pre = _linear(2 * d, 1)  # prediction MLP on [p ; q]
+        # Row offsets of each attribute column in the concatenated field tables (field_sums); not
+        # saved in checkpoints.
+        self.register_buffer("item_attr_offsets", self._table_offsets(
+            [n for n, a, e in self.ITEM_SLOTS for _ in range(a, e)]), persistent=False)
+        self.register_buffer("user_attr_offsets", self._table_offsets(list(self.USER_SLOTS)), persistent=False)
 
     # ------------------------------------------------------------------ attribute embeddings
-    def _item_fields(self, attr: torch.Tensor) -> torch.Tensor:
-        """attr [..., 23] -> [..., 23, D] (genre, director, writer, star, country slots)."""
-        return torch.cat([self.attr_embed[n](attr[..., a:b]) for n, a, b in self.ITEM_SLOTS], dim=-2)
+    def _table_offsets(self, columns: list[str]) -> torch.Tensor:
+        """First row of each attribute column's field in the concatenation of the fields' tables."""
+        start, first = 0, {}
+        for name in dict.fromkeys(columns):
+            first[name] = start
+            start += self.cfg.vocab[name]
+        return torch.tensor([first[n] for n in columns], dtype=torch.int64)
 
-    def _user_fields(self, attr: torch.Tensor) -> torch.Tensor:
-        """attr [..., 3] -> [..., 3, D]."""
-        return torch.stack([self.attr_embed[n](attr[..., j]) for j, n in enumerate(self.USER_SLOTS)], dim=-2)
+    def _side_inputs(self, side: str, own_ids: torch.Tensor, nbr_ids: torch.Tensor, own: torch.Tensor,
+                     nbr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One side's (``"item"`` or ``"user"``) one-hop neighbour inputs and the nodes' own field sums.
+
+        own_ids [B], nbr_ids [B, K]: node ids; own [B, F], nbr [B, K, F]: their attribute ids.
+        A neighbour's input ``W_hop1 [attribute_interaction ; ID embedding]`` depends on the
+        neighbour alone, so it is computed once per distinct node of the batch (the nodes themselves
+        are in the last neighbour slot) and gathered into the slots; the field sums come from one
+        :func:`field_sums` lookup over those nodes.
+        Returns h_nbr [B, K, D], and the own attributes' sum and sum of squares [B, D] each.
+        """
+        if side == "item":
+            fields, offsets, embed = [n for n, _, _ in self.ITEM_SLOTS], self.item_attr_offsets, self.item_embed
+            dense_bi, dense_si = self.dense_item_onehop_biinter, self.dense_item_onehop_siinter
+            dense_hop1 = self.dense_item_cate_hop1
+        else:
+            fields, offsets, embed = self.USER_SLOTS, self.user_attr_offsets, self.user_embed
+            dense_bi, dense_si = self.dense_user_onehop_biinter, self.dense_user_onehop_siinter
+            dense_hop1 = self.dense_user_cate_hop1
+        b, k, f = nbr.shape
+        ids = torch.cat([nbr_ids.reshape(b * k), own_ids])
+        attr = torch.cat([nbr.reshape(b * k, f), own])
+        uniq, inv = torch.unique(ids, return_inverse=True)
+        first = torch.empty_like(uniq).scatter_(0, inv, torch.arange(len(ids), device=ids.device))
+        if torch.equal(attr[first][inv], attr):  # one attribute row per node id: each node once
+            ids, attr = uniq, attr[first]
+        else:  # a hand-made batch whose slots of one node differ: every slot on its own
+            inv = torch.arange(len(ids), device=ids.device)
+        both = field_sums(attr, [self.attr_embed[n].weight for n in fields], offsets)
+        d = both.shape[1] // 2
+        summed, squares = both[:, :d], both[:, d:]
+        h = dense_hop1(torch.cat([bi_interaction(summed, squares, dense_bi, dense_si), embed(ids)], dim=-1))
+        own_rows = inv[b * k:]
+        return h[inv[: b * k]].view(b, k, -1), summed[own_rows], squares[own_rows]
 
     # ------------------------------------------------------------------ forward
     def forward(self, b, mode: str = "train") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """b: data.Batch. Returns prediction [B], reconstruction loss [], KL loss []."""
         cfg = self.cfg
         # Item side. One-hop neighbours (last slot = the item itself) use their ID embeddings.
-        item_nbr_feat = attribute_interaction(
-            self._item_fields(b.item_nbr_attr), self.dense_item_onehop_biinter, self.dense_item_onehop_siinter)
-        item_nbr = self.dense_item_cate_hop1(torch.cat([item_nbr_feat, self.item_embed(b.item_nbr)], dim=-1))
-        item_feat = attribute_interaction(
-            self._item_fields(b.item_attr), self.dense_item_self_biinter, self.dense_item_self_siinter)
+        item_nbr, own_sum, own_sq = self._side_inputs("item", b.item, b.item_nbr, b.item_attr, b.item_nbr_attr)
+        item_feat = bi_interaction(own_sum, own_sq, self.dense_item_self_biinter, self.dense_item_self_siinter)
         if mode == "ics":  # cold item: preference reconstructed from attributes
             item_pref = self.item_vae(item_feat, mean=cfg.eval_mean)[0]
         else:
@@ -194,11 +252,9 @@ class AGNN(nn.Module):
         q = gated_gnn(item_self, item_nbr, self.dense_item_addgate, self.dense_item_erasegate)
 
         # User side.
-        user_nbr_feat = attribute_interaction(
-            self._user_fields(b.user_nbr_attr), self.dense_user_onehop_biinter, self.dense_user_onehop_siinter)
-        user_nbr = self.dense_user_cate_hop1(torch.cat([user_nbr_feat, self.user_embed(b.user_nbr)], dim=-1))
+        user_nbr, own_sum, own_sq = self._side_inputs("user", b.user, b.user_nbr, b.user_attr, b.user_nbr_attr)
         user_si = self.dense_user_onehop_siinter if cfg.user_self_linear == "onehop" else self.dense_user_self_siinter
-        user_feat = attribute_interaction(self._user_fields(b.user_attr), self.dense_user_self_biinter, user_si)
+        user_feat = bi_interaction(own_sum, own_sq, self.dense_user_self_biinter, user_si)
         if mode == "ucs":
             user_pref = self.user_vae(user_feat, mean=cfg.eval_mean)[0]
         else:

@@ -172,9 +172,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                                     description="old commit against this tree, alternating runs of one bench command")
         p.add_argument("old_rev", help="git revision to compare against (checked out in a temporary worktree)")
         p.add_argument("--rounds", type=int, default=3, help="alternating old/new runs")
-        p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the bench command (must print a BENCH_JSON line)")
-        a = p.parse_args(argv[1:])
-        cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+        p.epilog = "then -- and the bench command (it must print a BENCH_JSON line)"
+        rest = argv[1:]
+        if "--" not in rest:
+            p.error("give the bench command after --")
+        cut = rest.index("--")
+        a, cmd = p.parse_args(rest[:cut]), rest[cut + 1:]
         if not cmd:
             p.error("give the bench command after --")
         if cmd[0] == "python":

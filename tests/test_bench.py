@@ -55,3 +55,13 @@ def test_compare_runs_both_trees_and_reports_ratios(capsys):
     res = bench.compare("HEAD", [sys.executable, "-c", code], rounds=1)
     assert res == {"step_s": (2.0, 2.0, 1.0)}
     assert "old/new" in capsys.readouterr().out
+
+
+def test_compare_flags_before_or_after_the_revision(monkeypatch):
+    seen = []
+    monkeypatch.setattr(bench, "compare", lambda rev, cmd, rounds: seen.append((rev, cmd, rounds)))
+    bench.main(["compare", "HEAD", "--rounds", "2", "--", "echo", "--rounds", "9"])
+    bench.main(["compare", "--rounds", "4", "HEAD", "--", "echo"])
+    assert seen == [("HEAD", ["echo", "--rounds", "9"], 2), ("HEAD", ["echo"], 4)]
+    with pytest.raises(SystemExit):
+        bench.main(["compare", "HEAD"])
