@@ -1,9 +1,13 @@
 """Speed of the FGNN pipeline: graph building, training throughput, loader overhead, evaluation.
 
-    python -m fgnn.bench --dataset diginetica --batches 30
+    python -m fgnn.bench --dataset diginetica --batches 30 --threads 1
 
-Measures, on the chosen dataset:
+Measures, on the chosen dataset, with one thread count throughout:
 
+* the training step split into phases (data, forward, backward, optimizer), per step and per
+  epoch; its FLOPs (``torch.utils.flop_counter``) and GFLOP/s; the machine's sgemm rate timed in
+  the same run and the share of it the step reaches; the same for the score block alone (Eq. 8's
+  ``s E^T`` against all items + cross-entropy, forward and backward: 98% of the step's FLOPs);
 * graph building: reading the examples, building every session graph with arrays (cold), the
   notebook's per-session dictionary loop on a sample of examples (extrapolated), loading the cache;
 * training: sessions per second over ``--batches`` batches, and the share of that time spent
@@ -33,11 +37,12 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from common.bench import Phases, emit_json, sgemm_rate, share_line, torch_flops
 from common.cli import nonnegative_int, positive_int
 from common.runs import hardware, write_json
 from fgnn.data import DATASETS, SessionBatches, build_graphs, load_dataset, load_splits, resolve_source
 from fgnn.main import evaluate, make_model, parse_args as main_args, train_epoch
-from fgnn.model import AttentionReadout, GRUSet2Set
+from fgnn.model import AttentionReadout, GRUSet2Set, score_cross_entropy
 from fgnn.notebook_reference import embedding2score_loop, gru_set2set_loop, notebook_graph
 
 
@@ -71,6 +76,54 @@ def bench_graphs(name: str, source: str, sample: int = 5000) -> dict[str, Any]:
         cached = time.perf_counter() - t
     return {"examples": n, "read_seconds": read, "build_seconds_arrays": build,
             "build_seconds_notebook_loop_extrapolated": loop, "cached_load_seconds": cached}
+
+
+def bench_steps(args: argparse.Namespace, train, n_items: int) -> dict[str, Any]:
+    """Phases of ``--batches`` training steps (after 3 warm-up steps), FLOPs and the share of sgemm."""
+    margs = main_args(["--model", args.model])
+    torch.manual_seed(0)
+    model = make_model(margs, n_items)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-5, fused=True)
+    batches = SessionBatches(train, 100, shuffle=True, generator=torch.Generator().manual_seed(0))
+    it = iter(batches)
+    model.train()
+
+    def step(batch, phases):
+        with phases("forward"):
+            opt.zero_grad()
+            loss = model.loss(batch)
+        with phases("backward"):
+            loss.backward()
+        with phases("optimizer"):
+            opt.step()
+
+    for _ in range(3):
+        step(next(it), Phases())
+    phases = Phases()
+    for _ in range(args.batches):
+        with phases("data"):
+            batch = next(it)
+        step(batch, phases)
+    step_s = phases.total() / args.batches
+    flops = torch_flops(lambda: model.loss(batch).backward())  # forward + backward of the last batch
+    # The score block alone on the same batch: s E^T against every item, cross-entropy, both gradients.
+    s = model._session_and_table(batch)[0].detach().requires_grad_()
+    target = batch.y - 1
+
+    def score_block():
+        score_cross_entropy(s, model.embedding.weight, target).backward()
+
+    score_flops = 3 * 2 * s.size(0) * s.size(1) * n_items  # the three matmuls
+    score_s = min(_time(score_block, 1) for _ in range(5))
+    # The matmuls' own time inside the score block: aten::mm self time under the profiler.
+    from torch.profiler import profile
+
+    with profile() as prof:
+        for _ in range(3):
+            score_block()
+    mm_s = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key == "aten::mm") / 1e6 / 3
+    return {"phases": phases, "step_s": step_s, "epoch_s": step_s * len(batches), "steps_per_epoch": len(batches),
+            "flops": flops, "score_flops": score_flops, "score_s": score_s, "score_mm_s": mm_s}
 
 
 def bench_training(args: argparse.Namespace, train, n_items: int, loader_kind: str) -> dict[str, Any]:
@@ -132,6 +185,23 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         res["graphs"] = bench_graphs(args.dataset, source)
         print("graphs:", json.dumps(res["graphs"], indent=1))
     train, test, info = load_dataset(args.dataset, source)
+    sgemm = sgemm_rate()
+    st = bench_steps(args, train, info["n_items"])
+    print(f"training step ({args.model}, {args.dataset}, batch 100, {torch.get_num_threads()} thread(s), "
+          f"{args.batches} steps):")
+    print(st["phases"].table(args.batches))
+    print(f"per training epoch ({st['steps_per_epoch']} steps, from the same timings):")
+    for k, v in st["phases"].seconds.items():
+        print(f"  {k:<12} {v / args.batches * st['steps_per_epoch']:10.1f} s/epoch")
+    print(f"  {'total':<12} {st['epoch_s']:10.1f} s/epoch")
+    print(share_line(st["flops"], st["step_s"], sgemm))
+    print(share_line(st["score_flops"], st["score_s"], sgemm,
+                     "score block (3 matmuls' FLOPs; time includes the softmax)"))
+    print(share_line(st["score_flops"], st["score_mm_s"], sgemm, "score matmuls alone (aten::mm time, profiler)"))
+    res["step"] = {"step_s": st["step_s"], "epoch_s": st["epoch_s"], "flops": st["flops"],
+                   "phases_ms": {k: 1e3 * v / args.batches for k, v in st["phases"].seconds.items()},
+                   "score_flops": st["score_flops"], "score_s": st["score_s"], "score_mm_s": st["score_mm_s"],
+                   "sgemm_gflops": sgemm}
     res["train_fast"] = bench_training(args, train, info["n_items"], "fast")
     print("train (fast batches):", json.dumps(res["train_fast"], indent=1))
     if "pyg" not in args.skip:
@@ -155,6 +225,13 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     out = Path(args.out or Path(__file__).resolve().parent / "runs" / f"bench-{args.dataset}-{args.model}.json")
     write_json(out, res)
     print(f"written to {out}")
+    step = res["step"]
+    emit_json({"step_s": step["step_s"], "epoch_s": step["epoch_s"], "score_s": step["score_s"],
+               "eval_s": res["eval"]["seconds"] / res["eval"]["batches"] if "eval" in res else float("nan"),
+               "gflops_per_s": step["flops"] / step["step_s"] / 1e9,
+               "score_gflops_per_s": step["score_flops"] / step["score_s"] / 1e9, "sgemm_gflops": sgemm,
+               "score_mm_gflops_per_s": step["score_flops"] / step["score_mm_s"] / 1e9,
+               **{f"{k}_s": v / 1e3 for k, v in step["phases_ms"].items()}})
     return res
 
 
