@@ -447,6 +447,15 @@ class Tuner:
                 "bpr": len(a.bpr_factors) * len(a.bpr_lr) * len(a.bpr_reg) * len(a.bpr_epochs)}[name]
 
 
+def full_test_ranks(scores: np.ndarray, purchases: sp.spmatrix, targets: np.ndarray) -> np.ndarray:
+    """Full-ranking ranks (ties against the target) of ``targets`` [users] among all items, the
+    users' training purchases (``purchases`` [users, items], rows of ``data.target``) masked to
+    -inf in ``scores`` [users, items] (in place): never candidates (the authors' rule)."""
+    r, j = sp.csr_matrix(purchases).nonzero()
+    scores[r, j] = -np.inf
+    return full_ranks(scores, targets)
+
+
 def evaluate_test(scorer: Any, data: MultiBehaviourData, negatives: np.ndarray, batch: int = 1000) -> dict:
     """Sampled (1 + 99, main.py's lists) and full-ranking HR@10 / NDCG@10 of the test users."""
     users = data.tst_users
@@ -457,9 +466,7 @@ def evaluate_test(scorer: Any, data: MultiBehaviourData, negatives: np.ndarray, 
         u, c = users[st:st + batch], cands[st:st + batch]
         scores = np.asarray(scorer.full(u), dtype=np.float32)
         sampled.append(_sampled(np.take_along_axis(scores, c, axis=1), c))
-        r, j = data.target[u].nonzero()  # training purchases: never candidates (the authors' rule)
-        scores[r, j] = -np.inf
-        full.append(full_ranks(scores, targets[st:st + batch]))
+        full.append(full_test_ranks(scores, data.target[u], targets[st:st + batch]))
     return {**_metrics(np.concatenate(sampled)), **_metrics(np.concatenate(full), "full_")}
 
 

@@ -4,12 +4,17 @@
     python -m mbgmn_tf.main --dataset beibei --epochs 10     # the notebook's 10 epochs
     python -m mbgmn_tf.main --out mbgmn_tf/runs/beibei --resume
     python -m mbgmn_tf.main --epochs 1 --max-train-steps 4 --test-users 2000   # smoke run (QUICK)
+    python -m mbgmn_tf.main --dataset beibei --epochs 10 --eval both           # + full ranking
 
 Every epoch: ``trn_num`` random users, per behaviour up to ``samp_num`` (positive, negative)
 pairs per user, one Adam step per ``batch`` users. Test after epochs 1, 1 + test_every, ... and
 after the last: each test user's held-out purchase among 99 items the user did not buy in
 training, HR@10 and NDCG@10 (``common.metrics``); a popularity ranking (training purchases per
-item) is scored on the same candidate lists. Writes config.json, metrics.jsonl, tb/, ckpt/
+item) is scored on the same candidate lists. ``--eval full`` adds, at the last test, full ranking
+(``full_hr@10``, ``full_ndcg@10``, and ``pop_full_*`` for popularity): the held-out purchase
+against every item the user did not purchase in training, ties against it (``common.metrics``,
+masked by ``baselines.full_test_ranks``, exactly as the baselines); ``--eval both`` at every
+test. Writes config.json, metrics.jsonl, tb/, ckpt/
 (``tf.train.Saver``), summary.json and comparison.md in ``--out``; ``--resume`` continues after
 the last finished epoch, ``--overwrite`` clears the folder first (a folder holding a run is refused
 without one of them). Exit codes are those of ``common/cli.py``: 2 bad flag, 3 data, 4 diverged
@@ -51,6 +56,7 @@ from common.jobs import reference_for
 from common.metrics import ranking_metrics, sampled_ranks
 from common.runs import RunRecord, atomic_path, prepare_out
 from mbgmn_tf import HEADLINE  # summary.json's headline (last test epoch) = JOBS' metrics
+from mbgmn_tf.baselines import full_test_ranks
 from mbgmn_tf.data import (
     BEHAVIOURS,
     MultiBehaviourData,
@@ -120,6 +126,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--fixed-test-negatives", action="store_true",
                    help="draw the 99 test negatives once from --seed (comparable across runs); "
                         "default, as the authors: redraw them at every test")
+    p.add_argument("--eval", choices=("sampled", "full", "both"), default="sampled",
+                   help="sampled: 1 + 99 candidates at every test (the authors'); full: also rank against all "
+                        "items not purchased in training at the last test; both: at every test")
+    p.add_argument("--full-rows", type=positive_int, default=32768,
+                   help="(user, item) rows scored per session call in full ranking (memory: ~40 KB per row)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of numpy sampling and TF initialisation")
     p.add_argument("--threads", type=nonnegative_int, default=0, help="TF intra-op threads (0: all cores)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -134,6 +145,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     if args.latdim % 2 or args.latdim % args.att_head:
         p.error(f"--latdim {args.latdim} must be even (base embeddings have d/2) and a multiple of "
                 f"--att-head {args.att_head}")
+    if args.eval != "sampled" and args.graph_sample > 0:
+        p.error(f"--eval {args.eval} needs the full graph: it cannot be combined with --graph-sample "
+                f"{args.graph_sample} (use --eval sampled or --graph-sample 0)")
     if args.out is None:
         args.out = str(Path(__file__).resolve().parent / "runs" / f"{args.dataset}-seed{args.seed}")
     return args
@@ -266,8 +280,9 @@ class Trainer:
         lr = float(self.sess.run(m.learning_rate))
         return {"loss": loss, "pre_loss": pre, "reg_loss": reg, "lr": lr}
 
-    def test_epoch(self, epoch: int) -> dict:
-        """HR@10 / NDCG@10 of MB-GMN and of popularity on the same 1 + 99 candidate lists."""
+    def test_epoch(self, epoch: int, full: bool = False) -> dict:
+        """HR@10 / NDCG@10 of MB-GMN and of popularity on the same 1 + 99 candidate lists; with
+        ``full`` also against all items (``full_*``, ``pop_full_*``, :meth:`full_ranking`)."""
         args, m = self.args, self.model
         users = self.test_users()
         negatives = self.fixed_negatives
@@ -290,7 +305,34 @@ class Trainer:
             scores[st:st + bs] = self._run(m.target_scores, feed).reshape(c.shape)
         out = _rank_metrics(scores, candidates)
         out.update({f"pop_{k}": v for k, v in _rank_metrics(self.popularity[candidates], candidates).items()})
+        if full:
+            out.update(self.full_ranking(epoch, embeddings))
         return out
+
+    def full_ranking(self, epoch: int, embeddings: list) -> dict:
+        """Each test user's held-out purchase against all items not purchased in training:
+        ``full_hr@10``, ``full_ndcg@10`` (and ``pop_full_*``), the baselines' masking."""
+        m, users = self.model, self.test_users()
+        n_items = self.data.n_items
+        chunk = max(1, self.args.full_rows // n_items)
+        ranks, pop_ranks = [], []
+        for st in tqdm(range(0, len(users), chunk), desc=f"epoch {epoch}/{self.args.epochs} full ranking",
+                       leave=False, disable=self.args.no_progress):
+            u = users[st:st + chunk]
+            feed = m.score_feed(np.repeat(u, n_items).astype(np.int32),
+                                np.tile(np.arange(n_items, dtype=np.int32), len(u)), embeddings)
+            scores = self._run(m.target_scores, feed).reshape(len(u), n_items)
+            purchases, targets = self.data.target[u], self.data.tst_int[u]
+            ranks.append(full_test_ranks(scores, purchases, targets))
+            pop_ranks.append(full_test_ranks(np.tile(self.popularity.astype(np.float32), (len(u), 1)), purchases, targets))
+        out = {}
+        for prefix, r in (("full_", ranks), ("pop_full_", pop_ranks)):
+            out.update({prefix + k: v for k, v in _ranks_to_metrics(np.concatenate(r)).items()})
+        return out
+
+
+def _ranks_to_metrics(ranks: np.ndarray) -> dict:
+    return ranking_metrics(ranks, ks=(TOP_K,), names=("hr", "ndcg"))
 
 
 def _rank_metrics(scores: np.ndarray, candidates: np.ndarray) -> dict:
@@ -299,7 +341,7 @@ def _rank_metrics(scores: np.ndarray, candidates: np.ndarray) -> dict:
     scores = np.array(scores, dtype=np.float64)
     dup = candidates[:, :-1] == candidates[:, -1:]
     scores[:, :-1][dup] = -np.inf
-    return ranking_metrics(sampled_ranks(scores, pos_col=candidates.shape[1] - 1), ks=(TOP_K,), names=("hr", "ndcg"))
+    return _ranks_to_metrics(sampled_ranks(scores, pos_col=candidates.shape[1] - 1))
 
 
 def load(args: argparse.Namespace) -> MultiBehaviourData:
@@ -344,7 +386,8 @@ def run(argv: Optional[list[str]] = None) -> dict:
                 row["outside_session_share"] = 1 - (trainer.sess_seconds - s0) / row["train_seconds"]
                 if (epoch - 1) % args.test_every == 0 or epoch == args.epochs:
                     t1 = time.time()
-                    row.update(trainer.test_epoch(epoch))
+                    full = args.eval == "both" or (args.eval == "full" and epoch == args.epochs)
+                    row.update(trainer.test_epoch(epoch, full=full))
                     row["test_seconds"] = time.time() - t1
                 guard.metrics(row, epoch)  # a diverged epoch is neither logged nor checkpointed
                 rec.log_epoch(epoch, row)
@@ -360,6 +403,9 @@ def run(argv: Optional[list[str]] = None) -> dict:
         best = max(tested, key=lambda h: h["hr@10"])
         metrics = {"last": {k: tested[-1][k] for k in HEADLINE}, "best": {k: best[k] for k in HEADLINE},
                    "popularity_last": {k: tested[-1][f"pop_{k}"] for k in HEADLINE}}
+        if f"full_{HEADLINE[0]}" in tested[-1]:  # --eval full / both
+            metrics["full_last"] = {f"full_{k}": tested[-1][f"full_{k}"] for k in HEADLINE}
+            metrics["popularity_full_last"] = {f"full_{k}": tested[-1][f"pop_full_{k}"] for k in HEADLINE}
         # The authors select nothing (no validation set): the headline is the last test epoch; "best"
         # is the maximum over test passes, kept in metrics but optimistic.
         table = rec.finish(metrics, published=published["values"], reference=reference["values"],

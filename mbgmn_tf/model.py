@@ -272,50 +272,73 @@ class MBGMN:
         self.ulat.append(tf.add_n(ulats))
         self.ilat.append(tf.add_n(ilats))
 
-    def meta_prediction_network(self, src_u: tf.Tensor, src_i: tf.Tensor, tgt_u: tf.Tensor,
-                                tgt_i: tf.Tensor) -> dict:
-        """Per-pair predictor weights from source and target behaviour representations
-        (notebook ``metaForPredict``): 4 x [N, d] -> {'w1': [N, 3d, d], 'b1': [N, 1, d], 'w2': [N, d, 1]}."""
-        d = self.hp.latdim
+    def pair_representation(self, u: tf.Tensor, i: tf.Tensor) -> tf.Tensor:
+        """LeakyReLU([u*i || u || i] W + b) (predMeta_FC1, notebook ``metaForPredict``): [N, d] x 2 -> [N, d]."""
         w, b = self.pred_fc1
-        src_ui = leaky_relu(tf.concat([src_u * src_i, src_u, src_i], -1) @ w + b)
-        tgt_ui = leaky_relu(tf.concat([tgt_u * tgt_i, tgt_u, tgt_i], -1) @ w + b)
+        return leaky_relu(tf.concat([u * i, u, i], -1) @ w + b)
+
+    def meta_prediction_network(self, src_ui: tf.Tensor, tgt_ui: tf.Tensor) -> dict:
+        """Per-pair predictor weights from the source and target pair representations (notebook
+        ``metaForPredict``): [N, d] x 2 -> {'w1': [N, 3d, d], 'b1': [N, d], 'w2': [N, d]}.
+
+        The notebook's w1 is reshape(meta W3 + b3); here 'w1' is reshape(meta W3) and the bias
+        part b3 (the same [3d, d] matrix for every pair) is applied by :meth:`customized_predictor`
+        as one product x reshape(b3): the same sum, without a [N, 3d * d] bias addition and its
+        [N, 3d * d] -> [3d * d] gradient reduction.
+        """
+        d = self.hp.latdim
         w, b = self.pred_fc2
         meta = leaky_relu(tf.concat([src_ui * tgt_ui, src_ui, tgt_ui], -1) @ w + b)
-        (w3, b3), (w4, b4), (w5, b5) = self.pred_fc3, self.pred_fc4, self.pred_fc5
-        return {"w1": tf.reshape(meta @ w3 + b3, [-1, 3 * d, d]),
-                "b1": tf.reshape(meta @ w4 + b4, [-1, 1, d]),
-                "w2": tf.reshape(meta @ w5 + b5, [-1, d, 1])}
+        (w3, _), (w4, b4), (w5, b5) = self.pred_fc3, self.pred_fc4, self.pred_fc5
+        return {"w1": tf.reshape(meta @ w3, [-1, 3 * d, d]), "b1": meta @ w4 + b4, "w2": meta @ w5 + b5}
 
-    @staticmethod
-    def customized_predictor(u: tf.Tensor, i: tf.Tensor, params: dict) -> tf.Tensor:
-        """LeakyReLU([u*i || u || i] w1 + b1) w2: [N, d] x 2 -> [N] (notebook ``_predict``)."""
-        x = tf.expand_dims(tf.concat([u * i, u, i], -1), 1)  # [N, 1, 3d]
-        hidden = leaky_relu(x @ params["w1"] + params["b1"])  # batched matmul, as the notebook
-        return tf.reshape(hidden @ params["w2"], [-1])
+    def customized_predictor(self, u: tf.Tensor, i: tf.Tensor, params: dict) -> tf.Tensor:
+        """LeakyReLU([u*i || u || i] (w1 + b3) + b1) w2: [N, d] x 2 -> [N] (notebook ``_predict``)."""
+        d = self.hp.latdim
+        x = tf.concat([u * i, u, i], -1)  # [N, 3d]
+        per_pair = tf.reshape(tf.expand_dims(x, 1) @ params["w1"], [-1, d])  # batched matmul, as the notebook
+        shared = x @ tf.reshape(self.pred_fc3[1], [3 * d, d])
+        hidden = leaky_relu(per_pair + shared + params["b1"])
+        return tf.reduce_sum(hidden * params["w2"], -1)
 
-    def predict(self, src: int, tgt: int, uids: tf.Tensor, iids: tf.Tensor) -> tf.Tensor:
-        """Scores [N] of (uids, iids) for target behaviour ``tgt`` seen from ``src`` (B = fused)."""
+    def predict(self, sources: Sequence[int], tgt: int, uids: tf.Tensor, iids: tf.Tensor) -> list[tf.Tensor]:
+        """Scores [N] of (uids, iids) for target behaviour ``tgt`` seen from each of ``sources``
+        (B = fused), one list entry per source.
+
+        Each distinct (user, item) row is scored once (``tf.unique``; a step's pairs repeat some)
+        and the scores are gathered back; the target's pair representation is computed once for
+        all sources and the sources are stacked along the rows, so that predMeta_FC2..5 and the
+        predictor run as one product each. Row for row the same arithmetic as scoring every
+        (source, row) separately.
+        """
         look = tf.nn.embedding_lookup
-        src_u, src_i = look(self.ulat[src], uids), look(self.ilat[src], iids)
-        tgt_u, tgt_i = look(self.ulat[tgt], uids), look(self.ilat[tgt], iids)
-        params = self.meta_prediction_network(src_u, src_i, tgt_u, tgt_i)
-        return self.customized_predictor(src_u, src_i, params) * self.hp.mult
+        keys = tf.cast(uids, tf.int64) * (1 << 31) + tf.cast(iids, tf.int64)
+        distinct, back = tf.unique(keys)
+        u, i = tf.cast(distinct // (1 << 31), tf.int32), tf.cast(distinct % (1 << 31), tf.int32)
+        tgt_ui = self.pair_representation(look(self.ulat[tgt], u), look(self.ilat[tgt], i))
+        src_u = tf.concat([look(self.ulat[s], u) for s in sources], 0)
+        src_i = tf.concat([look(self.ilat[s], i) for s in sources], 0)
+        src_ui = self.pair_representation(src_u, src_i)
+        params = self.meta_prediction_network(src_ui, tf.concat([tgt_ui] * len(sources), 0))
+        scores = tf.reshape(self.customized_predictor(src_u, src_i, params) * self.hp.mult, [len(sources), -1])
+        return [tf.gather(scores[k], back) for k in range(len(sources))]
 
     # ------------------------------------------------------------------ graph
     def _build(self) -> None:
         hp = self.hp
         self.meta_graph_network()
         self.pair_scores, self.pair_losses = {}, {}  # per (source, target): scores [N], hinge term
-        for src in range(self.n_beh + 1):
-            for tgt in range(self.n_beh):
-                preds = self.pair_scores[(src, tgt)] = self.predict(src, tgt, self.uids[tgt], self.iids[tgt])
-                half = tf.shape(self.uids[tgt])[0] // 2
+        sources = list(range(self.n_beh + 1))
+        for tgt in range(self.n_beh):
+            half = tf.shape(self.uids[tgt])[0] // 2
+            for src, preds in zip(sources, self.predict(sources, tgt, self.uids[tgt], self.iids[tgt])):
+                self.pair_scores[(src, tgt)] = preds
                 pos, neg = preds[:half], preds[half:]
                 self.pair_losses[(src, tgt)] = tf.reduce_mean(tf.maximum(0.0, 1.0 - (pos - neg)))
-                if src == self.n_beh and tgt == self.n_beh - 1:
-                    self.target_scores = preds  # fused source, target behaviour: the test scores
-        self.pre_loss = tf.add_n(list(self.pair_losses.values()))
+        self.pre_loss = tf.add_n([self.pair_losses[(src, tgt)] for src in sources for tgt in range(self.n_beh)])
+        # fused source, target behaviour: the test scores (their own product, so that scoring does
+        # not run the other sources)
+        self.target_scores = self.predict([self.n_beh], self.n_beh - 1, self.uids[-1], self.iids[-1])[0]
         self.reg_loss = hp.reg * tf.add_n([tf.reduce_sum(tf.square(p)) for p in self.reg_params])
         self.loss = self.pre_loss + self.reg_loss
         self.learning_rate = tf.train.exponential_decay(hp.lr, self.global_step, hp.decay_step, hp.decay, staircase=True)

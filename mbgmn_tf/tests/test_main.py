@@ -7,8 +7,12 @@ import json
 
 import numpy as np
 
+import scipy.sparse as sp
+
+from common.metrics import full_ranks, ranking_metrics
 from common.testing import need_file
-from mbgmn_tf.main import _rank_metrics, run as main
+from mbgmn_tf.baselines import full_test_ranks
+from mbgmn_tf.main import Trainer, _rank_metrics, load, parse_args, run as main
 
 TINY = ["--trn-num", "60", "--batch", "30", "--samp-num", "5", "--test-every", "2", "--no-progress", "--threads", "2"]
 
@@ -54,6 +58,61 @@ def test_rank_metrics_ignore_a_negative_that_is_the_positive():
     assert np.isclose(m["hr@10"], 1.0) and np.isclose(m["ndcg@10"], (1 / np.log2(3) + 1 / np.log2(5)) / 2)
     dup = np.array([[9, 6, 7, 9]])  # the held-out item drawn as a negative with the same score
     assert np.isclose(_rank_metrics(np.array([[0.5, 0.9, 0.2, 0.5]]), dup)["ndcg@10"], 1 / np.log2(3))
+
+
+def test_full_test_ranks_mask_purchases_on_a_hand_made_matrix():
+    scores = np.array([[0.9, 0.5, 0.7, 0.1], [0.2, 0.2, 0.8, 0.3]], dtype=np.float32)
+    purchases = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 1, 0]]))
+    targets = np.array([2, 1])
+    # row 0: the purchased item 0 (0.9) is not a candidate: the target (0.7) ranks first;
+    # row 1: item 3 (0.3) above, item 0 ties (0.2, counted against the target), item 2 masked
+    ranks = full_test_ranks(scores.copy(), purchases, targets)
+    assert ranks.tolist() == [0, 2]
+    masked = scores.copy()
+    masked[0, 0] = masked[1, 2] = -np.inf
+    assert full_ranks(masked, targets).tolist() == [0, 2] and full_ranks(scores, targets).tolist() == [1, 3]
+    assert np.isclose(ranking_metrics(ranks, ks=(10,), names=("hr", "ndcg"))["ndcg@10"], (1 + 1 / np.log2(4)) / 2)
+
+
+def test_model_full_ranking_masks_training_purchases(tiny_folder, tmp_path):
+    """Trainer.full_ranking (chunks of 2 users) equals scoring every (test user, item) with
+    ``target_scores``, masking the training purchases by hand and ranking with common.metrics."""
+    args = parse_args(["--data-dir", str(tiny_folder), "--eval", "both", "--full-rows", "300",
+                       "--out", str(tmp_path / "x"), *TINY])
+    data = load(args)
+    tr = Trainer(args, data)
+    m, users, n = tr.model, tr.test_users(), data.n_items
+    emb = tr.sess.run(m.test_embeddings)
+    got = tr.full_ranking(1, emb)
+    scores = tr.sess.run(m.target_scores, m.score_feed(np.repeat(users, n).astype(np.int32),
+                                                       np.tile(np.arange(n, dtype=np.int32), len(users)), emb))
+    scores = scores.reshape(len(users), n).astype(np.float64)
+    unmasked = full_ranks(scores, data.tst_int[users])
+    for row, u in enumerate(users):
+        scores[row, data.target[u].indices] = -np.inf
+    ranks = full_ranks(scores, data.tst_int[users])
+    want = ranking_metrics(ranks, ks=(10,), names=("hr", "ndcg"))
+    assert np.isclose(got["full_hr@10"], want["hr@10"]) and np.isclose(got["full_ndcg@10"], want["ndcg@10"])
+    assert (unmasked >= ranks).all() and (unmasked > ranks).any()  # purchases outranked some targets
+    pop = np.tile(tr.popularity, (len(users), 1))
+    pop[np.isinf(scores)] = -np.inf
+    want_pop = ranking_metrics(full_ranks(pop, data.tst_int[users]), ks=(10,), names=("hr", "ndcg"))
+    assert np.isclose(got["pop_full_hr@10"], want_pop["hr@10"]) and np.isclose(got["pop_full_ndcg@10"], want_pop["ndcg@10"])
+    tr.sess.close()
+
+
+def test_tiny_run_with_full_ranking(tiny_folder, tmp_path):
+    out = tmp_path / "both"
+    metrics = main(["--data-dir", str(tiny_folder), "--epochs", "2", "--eval", "both", "--out", str(out), *TINY])
+    hist = _history(out)
+    assert all(0 <= h["full_hr@10"] <= 1 and 0 <= h["full_ndcg@10"] <= 1 for h in hist)
+    assert {"full_hr@10", "full_ndcg@10", "pop_full_hr@10", "pop_full_ndcg@10"} <= set(hist[0]) and "full_hr@10" in hist[1]
+    assert metrics["full_last"]["full_hr@10"] == hist[-1]["full_hr@10"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert "full_last" in json.dumps(summary)
+    sampled = main(["--data-dir", str(tiny_folder), "--epochs", "2", "--out", str(tmp_path / "s"), *TINY])
+    assert "full_last" not in sampled and "full_hr@10" not in _history(tmp_path / "s")[-1]
+    assert sampled["last"] == metrics["last"]  # --eval does not change the sampled numbers
 
 
 def test_short_real_beibei_run_beats_popularity(tmp_path):

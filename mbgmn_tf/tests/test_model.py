@@ -78,7 +78,8 @@ def test_meta_network_output_shapes(tiny_folder, rank):
                                               model.behaviour_embedding[0], model.adjs[:1], model.tp_adjs[:1])
         u = tf.nn.embedding_lookup(model.ulat[0], model.uids[0])
         i = tf.nn.embedding_lookup(model.ilat[0], model.iids[0])
-        pred = model.meta_prediction_network(u, i, u, i)
+        ui = model.pair_representation(u, i)
+        pred = model.meta_prediction_network(ui, ui)
     with tf.Session(graph=graph) as sess:
         sess.run(tf.global_variables_initializer())
         model.load_graph(sess, adjs, tp)
@@ -87,7 +88,7 @@ def test_meta_network_output_shapes(tiny_folder, rank):
     h, d = hp.latdim // 2, hp.latdim
     assert out["uW1"].shape == (TINY_USERS, h, rank) and out["uW2"].shape == (TINY_USERS, rank, h)
     assert out["iW1"].shape == (TINY_ITEMS, h, rank) and out["iW2"].shape == (TINY_ITEMS, rank, h)
-    assert pout["w1"].shape == (6, 3 * d, d) and pout["b1"].shape == (6, 1, d) and pout["w2"].shape == (6, d, 1)
+    assert pout["w1"].shape == (6, 3 * d, d) and pout["b1"].shape == (6, d) and pout["w2"].shape == (6, d)
     assert len(ulat) == 4 and all(x.shape == (TINY_USERS, d) for x in ulat)
     assert all(x.shape == (TINY_ITEMS, d) for x in ilat)
 
