@@ -45,10 +45,117 @@ class Dropout(nn.Module):
             return x
         if self._threshold is None or x.device.type != "cpu":
             return F.dropout(x, self.p, True)
-        n = x.numel()
-        words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 7) // 8,), dtype=torch.int64)
-        keep = words.view(torch.uint8)[:n].view(x.shape) >= self._threshold
+        keep = self.random_bytes(x.shape) >= self._threshold
         return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+    def random_bytes(self, shape: torch.Size) -> torch.Tensor:
+        """The uint8 tensor [shape] whose entries >= ``256 p`` are kept, as ``forward`` draws it for an x of
+        this shape (CPU, ``256 p`` an integer, training mode)."""
+        n = math.prod(shape)
+        words = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 7) // 8,), dtype=torch.int64)
+        return words.view(torch.uint8)[:n].view(shape)
+
+
+def time_major_keep(dropout: nn.Module, batch: int, length: int, channels: int, dtype: torch.dtype,
+                    device: torch.device) -> "torch.Tensor | None":
+    """What ``dropout`` multiplies an x [batch, length, channels] by, laid out time-major
+    [length * batch, channels]: for our :class:`Dropout` the multiplier (0 or 1 / (1 - p)) of the mask its
+    ``forward`` would draw; any other elementwise module (``nn.Dropout``, a fixed mask in a test) is
+    applied to ones; None when x passes unchanged."""
+    shape = torch.Size((batch, length, channels))
+    if isinstance(dropout, Dropout):
+        if not dropout.training or dropout.p == 0:
+            return None
+        if dropout._threshold is not None and device.type == "cpu":
+            bytes_ = dropout.random_bytes(shape).transpose(0, 1).reshape(length * batch, channels)
+            keep = torch.ge(bytes_, dropout._threshold, out=torch.empty(bytes_.shape, dtype=dtype))
+            return keep.mul_(1.0 / (1.0 - dropout.p))                            # as Dropout.forward's product
+    return dropout(torch.ones(shape, dtype=dtype, device=device)).transpose(0, 1).reshape(length * batch, channels)
+
+
+def positive(a: torch.Tensor) -> torch.Tensor:
+    """1.0 where a > 0, else 0.0, in a's dtype (a comparison written to a float tensor: on CPU several
+    times faster than a bool result and its conversion)."""
+    return torch.gt(a, 0, out=torch.empty_like(a))
+
+
+def relu_dropout_multiplier(a: torch.Tensor, keep: "torch.Tensor | None") -> torch.Tensor:
+    """m with dropout(relu(a)) = a * m: the dropout multiplier ``keep`` (0 or 1 / (1 - p)) where a > 0,
+    else 0 (the same products as relu(a) * keep, up to the sign of zeros)."""
+    return positive(a) if keep is None else positive(a).mul_(keep)
+
+
+def causal_taps(kernel_size: int, dilation: int, length: int) -> tuple[tuple[int, int], ...]:
+    """(tap j, shift s_j = (k - 1 - j) d) of the taps that read some x (s_j < length), last tap (s = 0) first."""
+    return tuple((j, (kernel_size - 1 - j) * dilation) for j in reversed(range(kernel_size))
+                 if (kernel_size - 1 - j) * dilation < length)
+
+
+def _addmm_into(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """c += a @ b in place (``addmm`` with out=c: the same product as ``c.addmm_``, and one that
+    torch's FLOP counter sees)."""
+    return torch.addmm(c, a, b, out=c)
+
+
+def _conv_forward(x: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor, taps, batch: int) -> torch.Tensor:
+    """Causal convolution, time-major: x [length * batch, c_in], wt [k, c_in, c_out] -> [length * batch, c_out].
+
+    Rows t * batch .. (t + 1) * batch - 1 hold time t, so tap j (shift s) adds x[rows of t - s] @ W_j to
+    the rows of t >= s: one matrix product per tap on the rows it reads, none on the zero padding."""
+    n = x.shape[0]
+    (j0, _), *rest = taps
+    out = torch.addmm(bias, x, wt[j0])
+    for j, shift in rest:
+        r = shift * batch
+        _addmm_into(out[r:], x[:n - r], wt[j])
+    return out
+
+
+def _conv_backward(g: torch.Tensor, x: torch.Tensor, wt: torch.Tensor, taps, batch: int,
+                   gx: "torch.Tensor | None" = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`_conv_forward` for the output gradient g: input (added to gx when given),
+    weight [c_out, c_in, k] (zero for the skipped taps) and bias."""
+    n = x.shape[0]
+    k, c_in, c_out = wt.shape
+    gw = g.new_zeros(c_out, c_in, k)
+    (j0, _), *rest = taps
+    gx = torch.mm(g, wt[j0].t()) if gx is None else _addmm_into(gx, g, wt[j0].t())
+    gw[:, :, j0] = g.t() @ x
+    for j, shift in rest:
+        r = shift * batch
+        _addmm_into(gx[:n - r], g[r:], wt[j].t())
+        gw[:, :, j] = g[r:].t() @ x[:n - r]
+    return gx, gw, g.sum(0)
+
+
+class _TemporalBlockFunction(torch.autograd.Function):
+    """One TemporalBlock (no downsample) on time-major rows, with a hand-written backward.
+
+    Forward: ``a1 = conv1(x)``, ``y1 = a1 * m1`` with ``m1 = keep1 * (a1 > 0)`` (ReLU and dropout as one
+    multiplier: relu(a) * keep = a * (keep * (a > 0))), ``a2 = conv2(y1)``, ``out = relu(a2 * m2 + x)``.
+    Saves x, y1, m1, m2, out; the backward multiplies by the same masks."""
+
+    @staticmethod
+    def forward(ctx, x, w1, b1, w2, b2, keep1, keep2, taps1, taps2, batch):
+        wt1, wt2 = w1.permute(2, 1, 0).contiguous(), w2.permute(2, 1, 0).contiguous()
+        a1 = _conv_forward(x, wt1, b1, taps1, batch)
+        m1 = relu_dropout_multiplier(a1, keep1)
+        y1 = a1.mul_(m1)
+        a2 = _conv_forward(y1, wt2, b2, taps2, batch)
+        m2 = relu_dropout_multiplier(a2, keep2)
+        out = a2.mul_(m2).add_(x).clamp_min_(0)
+        ctx.save_for_backward(x, wt1, wt2, y1, m1, m2, out)
+        ctx.taps, ctx.batch = (taps1, taps2), batch
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, wt1, wt2, y1, m1, m2, out = ctx.saved_tensors
+        (taps1, taps2), batch = ctx.taps, ctx.batch
+        g = positive(out).mul_(grad_out)
+        gy1, gw2, gb2 = _conv_backward(g * m2, y1, wt2, taps2, batch)
+        gx, gw1, gb1 = _conv_backward(gy1.mul_(m1), x, wt1, taps1, batch, gx=g)  # g: the residual's share
+        return gx, gw1, gb1, gw2, gb2, None, None, None, None, None
 
 
 class TemporalBlock(nn.Module):
@@ -101,6 +208,16 @@ class TemporalBlock(nn.Module):
         w = w.permute(0, 2, 1).reshape(w.shape[0], -1)                            # [c_out, taps * c_in]
         return F.linear(gathered, w, conv.bias)
 
+    def forward_time_major(self, x: torch.Tensor, batch: int, length: int) -> torch.Tensor:
+        """The same block on x [length * batch, channels] (row t * batch + b: time t of example b), the
+        layout in which a causal shift is a slice of rows; no downsample. Dropout masks are drawn for
+        [batch, length, channels], as ``forward`` draws them, and then laid out time-major."""
+        keep1 = time_major_keep(self.dropout1, batch, length, x.shape[1], x.dtype, x.device)
+        keep2 = time_major_keep(self.dropout2, batch, length, x.shape[1], x.dtype, x.device)
+        taps = causal_taps(self.kernel_size, self.dilation, length)
+        return _TemporalBlockFunction.apply(x, self.conv1.weight, self.conv1.bias, self.conv2.weight,
+                                            self.conv2.bias, keep1, keep2, taps, taps, batch)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [batch, length, channels_in] -> [batch, length, channels_out] (channels last)."""
         out = self.dropout1(F.relu(self.causal_conv(self.conv1, x)))
@@ -122,8 +239,24 @@ class TemporalConvNet(nn.Module):
         self.network = nn.Sequential(*[
             TemporalBlock(dim, dim, kernel_size, 2 ** i, dropout, init) for i in range(levels)])
 
+    @property
+    def time_major(self) -> bool:
+        """Whether :meth:`forward_time_major` applies (no block needs a downsample)."""
+        return all(block.downsample is None for block in self.network)
+
+    def forward_time_major(self, history: torch.Tensor) -> torch.Tensor:
+        """history [batch, length, dim] -> instant preferences [length * batch, dim], row t * batch + b."""
+        b, length, c = history.shape
+        x = history.transpose(0, 1).reshape(length * b, c)
+        for block in self.network:
+            x = block.forward_time_major(x, b, length)
+        return x
+
     def forward(self, history: torch.Tensor) -> torch.Tensor:
-        return self.network(history)
+        if not self.time_major:
+            return self.network(history)
+        b, length, c = history.shape
+        return self.forward_time_major(history).view(length, b, c).transpose(0, 1)
 
 
 def glorot_uniform_(layer: nn.Linear) -> None:
@@ -157,6 +290,17 @@ class PreferenceMLP(nn.Module):
         d = left.shape[-1]
         x = F.relu(F.linear(left, first.weight[:, :d]) + F.linear(right, first.weight[:, d:], first.bias),
                    inplace=True)
+        for layer in self.layers[1:]:
+            x = F.relu(layer(x), inplace=True)
+        return x
+
+    def forward_time_major(self, left: torch.Tensor, right: torch.Tensor, length: int) -> torch.Tensor:
+        """``forward`` on left [length * batch, D] (row t * batch + b) and right [batch, D] -> [length * batch, 32]:
+        the same products, on 2-D matrices, with right's share of the first layer broadcast over t."""
+        first = self.layers[0]
+        d = left.shape[-1]
+        x = F.linear(left, first.weight[:, :d]).view(length, right.shape[0], -1)
+        x = F.relu(x + F.linear(right, first.weight[:, d:], first.bias), inplace=True).view(left.shape[0], -1)
         for layer in self.layers[1:]:
             x = F.relu(layer(x), inplace=True)
         return x
@@ -219,8 +363,17 @@ class MPM(nn.Module):
         return self.output_module(detected, general)                              # [..., 1]
 
     def forward(self, user: torch.Tensor, item: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
-        instant = self.fine_grained_preference(self.item_embed(history))         # [B, H, D]
-        return self._combine(instant, self.user_embed(user), self.item_embed(item))
+        tcn = self.fine_grained_preference
+        if not tcn.time_major:
+            instant = tcn(self.item_embed(history))                               # [B, H, D]
+            return self._combine(instant, self.user_embed(user), self.item_embed(item))
+        # the same computation with the instant preferences time-major, [H * B, D]: 2-D products throughout
+        b, h = history.shape
+        instant = tcn.forward_time_major(self.item_embed(history))               # [H * B, D]
+        item_e = self.item_embed(item)                                            # [B, D]
+        detected = self.preference_mlp.forward_time_major(instant, item_e, h)     # [H * B, 32]
+        general = self.preference_mlp(self.user_embed(user), item_e)              # [B, 32]
+        return self.output_module(detected.view(h, b, -1).transpose(0, 1), general)  # [B, 1]
 
     def score(self, user: torch.Tensor, history: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         instant = self.fine_grained_preference(self.item_embed(history))         # [U, H, D]
