@@ -1,11 +1,19 @@
-"""Speed of the GC-SAN pipeline on real data: preprocessing, training throughput, evaluation.
+"""Speed of the GC-SAN pipeline on real data: where a training step's time goes, against the machine's matmul rate.
 
-    python -m gcsan.bench --dataset ml-100k
-    python -m gcsan.bench --dataset diginetica --protocol srgnn --batches 5
+    python -m gcsan.bench --dataset ml-100k --threads 1
+    python -m gcsan.bench --dataset diginetica --protocol srgnn --batches 2 --threads 1
 
-Prints: preprocessing time (built from raw, then from cache), training examples per second over
-``--batches`` batches, the share of that time spent outside forward/backward/step (batch assembly
-and graph inputs; target < 10%), and the time to full-sort every test example.
+Prints, with one torch thread count throughout:
+- preprocessing time (built from raw, then from cache);
+- a training step (``--batches`` batches of the epoch's shuffled order, after one warm-up batch)
+  split into data (batch assembly, numpy -> torch), forward (loss), backward and optimizer (Adam),
+  and the estimated training epoch (the same split times the number of batches);
+- the FLOPs of one step (forward + backward, torch's FLOP counter: matmuls and attention only) and
+  the achieved GFLOP/s, against the float32 matmul (sgemm) rate timed in the same process;
+- the time to full-sort every test example, and at ML-1m scale (random ids);
+- last, a ``BENCH_JSON`` line for ``python -m common.bench compare``.
+
+The allocator setting of ``main.py`` (``keep_freed_memory``) is applied first, as in training.
 """
 
 from __future__ import annotations
@@ -21,10 +29,11 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from common.runs import hardware
+from common.bench import Phases, emit_json, sgemm_rate, share_line, torch_flops
 from common.cli import positive_int, run_cli
+from common.runs import hardware
 from gcsan.data import Split, load
-from gcsan.main import MODEL_DEFAULTS, build_parser, evaluate, resolve_config, train_epoch
+from gcsan.main import MODEL_DEFAULTS, build_parser, evaluate, keep_freed_memory, resolve_config, to_torch
 from gcsan.model import GCSAN
 
 
@@ -32,51 +41,109 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="ml-100k", help="as in gcsan.main")
     p.add_argument("--protocol", default="recbole", choices=["recbole", "srgnn"], help="as in gcsan.main")
-    p.add_argument("--batches", type=positive_int, default=5, help="training batches to time")
+    p.add_argument("--batches", type=positive_int, default=3, help="training batches to time (after one warm-up)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="training batch size (default: preset)")
-    p.add_argument("--bucket-batches", action="store_true", help="as in gcsan.main")
     p.add_argument("--device", default="cpu", help="torch device")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-ml1m-scale", action="store_true", help="skip the ML-1m-scale evaluation timing")
     a = p.parse_args(argv)
+    allocator = keep_freed_memory()
     args = build_parser().parse_args(["--dataset", a.dataset, "--protocol", a.protocol, "--device", a.device]
                                      + (["--batch-size", str(a.batch_size)] if a.batch_size else []))
     cfg = resolve_config(args)
-    cfg["max_train_batches"] = a.batches
-    cfg["bucket_batches"] = a.bucket_batches
     if a.threads:
         torch.set_num_threads(a.threads)
+    threads = torch.get_num_threads()
     t0 = time.perf_counter()
     load(cfg["data"], valid_portion=cfg["valid_portion"], use_cache=False, verbose=False)
     t_raw = time.perf_counter() - t0
     t0 = time.perf_counter()
     data = load(cfg["data"], valid_portion=cfg["valid_portion"], verbose=False)
     t_cache = time.perf_counter() - t0
+
     torch.manual_seed(0)
     model = GCSAN(data.n_items, **{k: cfg[k] for k in MODEL_DEFAULTS}).to(a.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    tr = train_epoch(model, opt, data, cfg, np.random.default_rng(0), desc="bench")
+    model.train()
+    bs = cfg["batch_size"]
+    order = np.random.default_rng(0).permutation(len(data.train))
+    batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+    n_batches = len(batches)
+    batches = [batches[i % n_batches] for i in range(a.batches + 1)]
+    sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
+
+    def step(idx: np.ndarray, phases: Phases | None = None) -> None:
+        ph = phases or (lambda name: _Null())
+        with ph("data"):
+            seq, length, target = to_torch(data.train.batch(idx), a.device)
+        with ph("forward"):
+            loss = model.loss(seq, length, target)
+            loss.item()
+        with ph("backward"):
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            sync()
+        with ph("optimizer"):
+            opt.step()
+            sync()
+
+    step(batches[0])  # warm-up: first-touch of the activations' memory, lazy initializations
+    phases = Phases()
+    for idx in batches[1:]:
+        step(idx, phases)
+    step_s = phases.total() / a.batches
+    full_idx = batches[1] if len(batches[1]) == bs else batches[0]
+
+    def fwd_bwd() -> None:
+        seq, length, target = to_torch(data.train.batch(full_idx), a.device)
+        model.loss(seq, length, target).backward()
+
+    flops = torch_flops(fwd_bwd)
+    opt.zero_grad(set_to_none=True)
+    sgemm = sgemm_rate()
+
     t0 = time.perf_counter()
     evaluate(model, data.test, cfg["eval_batch_size"], a.device)
     t_eval = time.perf_counter() - t0
-    # ML-1m scale (6,040 test users x 3,124 items, histories of 50), random ids: timing only
-    rng = np.random.default_rng(0)
-    ml1m = Split(rng.integers(1, 3125, 6040 * 50), np.arange(6040) * 50, np.full(6040, 50),
-                 rng.integers(1, 3125, 6040))
-    big = GCSAN(3125, **{k: cfg[k] for k in MODEL_DEFAULTS}).to(a.device)
-    t0 = time.perf_counter()
-    evaluate(big, ml1m, cfg["eval_batch_size"], a.device)
-    t_ml1m = time.perf_counter() - t0
-    n_batches = -(-len(data.train) // cfg["batch_size"])
-    res = {"preprocess_from_raw_s": t_raw, "preprocess_from_cache_s": t_cache,
-           "train_examples_per_s": tr["examples_per_second"],
-           "outside_forward_backward_share": tr["outside_forward_backward_share"],
-           "estimated_epoch_s": tr["train_seconds"] / a.batches * n_batches,
-           "full_sort_eval_s": t_eval, "test_examples": len(data.test), "items": data.n_items - 1,
-           "full_sort_eval_ml1m_scale_s": t_ml1m}
-    print(f"[bench] {a.dataset}/{a.protocol} on {hardware(a.device)} (torch threads {torch.get_num_threads()})")
-    for k, v in res.items():
-        print(f"  {k:32s} {v:.4g}" if isinstance(v, float) else f"  {k:32s} {v}")
+    t_ml1m = None
+    if not a.no_ml1m_scale:
+        # ML-1m scale (6,040 test users x 3,124 items, histories of 50), random ids: timing only
+        rng = np.random.default_rng(0)
+        ml1m = Split(rng.integers(1, 3125, 6040 * 50), np.arange(6040) * 50, np.full(6040, 50),
+                     rng.integers(1, 3125, 6040))
+        big = GCSAN(3125, **{k: cfg[k] for k in MODEL_DEFAULTS}).to(a.device)
+        t0 = time.perf_counter()
+        evaluate(big, ml1m, cfg["eval_batch_size"], a.device)
+        t_ml1m = time.perf_counter() - t0
+
+    fwd_bwd_s = (phases.seconds["forward"] + phases.seconds["backward"]) / a.batches
+    print(f"[bench] {a.dataset}/{a.protocol} on {hardware(a.device)}, torch {torch.__version__}, "
+          f"{threads} thread(s) throughout; glibc keep_freed_memory: {allocator}")
+    print(f"preprocessing: from raw {t_raw:.2f} s, from cache {t_cache:.3f} s")
+    print(f"training step (batch {bs}, mean of {a.batches} after 1 warm-up; {n_batches} batches per epoch):")
+    print(phases.table(per=a.batches, unit="step"))
+    print(f"training epoch (estimated, {n_batches} x step): {step_s * n_batches:.1f} s  ("
+          + ", ".join(f"{k} {v / a.batches * n_batches:.1f} s" for k, v in phases.seconds.items()) + ")")
+    print(f"sgemm 2048^3, {threads} thread(s): {sgemm:.1f} GFLOP/s (torch)")
+    print(share_line(flops, fwd_bwd_s, sgemm, "forward + backward"))
+    print(share_line(flops, step_s, sgemm, "training step (data and optimizer included)"))
+    print(f"full-sort evaluation: {len(data.test)} test examples in {t_eval:.2f} s; "
+          + (f"ML-1m scale (6,040 x 3,124 items, L 50): {t_ml1m:.2f} s" if t_ml1m is not None else "ML-1m scale skipped"))
+    res = {"step_s": step_s, "epoch_s": step_s * n_batches, "eval_s": t_eval,
+           "gflops_per_s": flops / step_s / 1e9, "sgemm_gflops": sgemm, "flops_per_step": flops,
+           "sgemm_share": flops / step_s / 1e9 / sgemm, "threads": threads, "batches_per_epoch": n_batches,
+           "preprocess_from_raw_s": t_raw, "preprocess_from_cache_s": t_cache, "eval_ml1m_scale_s": t_ml1m,
+           **{f"{k}_per_step_s": v / a.batches for k, v in phases.seconds.items()}}
+    emit_json(res)
     return res
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc) -> None:
+        return None
 
 
 if __name__ == "__main__":

@@ -138,6 +138,29 @@ def resolve_config(args: argparse.Namespace) -> dict:
     return cfg
 
 
+# ----------------------------------------------------------------------------- allocator
+def keep_freed_memory() -> bool:
+    """Keep freed blocks in the process instead of returning them to the kernel (glibc only).
+
+    A training step on ML-100k allocates and frees dozens of 50-200 MB activations. glibc serves
+    blocks above its mmap threshold (at most 32 MB) with fresh mmap'd pages and unmaps them on
+    free, so every step paid ~1.7 million page faults and ~40% of its CPU time in the kernel.
+    ``M_MMAP_MAX = 0`` serves every block from the heap and a huge ``M_TRIM_THRESHOLD`` keeps the
+    heap's freed top; after the first step the same pages are reused (the resident size stays at
+    its peak, ~4 GB for a batch of 4096). Only where memory comes from changes: outputs are
+    bit-identical. Returns whether both settings were accepted (False off glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2 ** 31 - 1))
+
+
 # ----------------------------------------------------------------------------- evaluation
 def to_torch(batch: tuple[np.ndarray, ...], device: str) -> tuple[torch.Tensor, ...]:
     return tuple(torch.as_tensor(x, device=device) for x in batch)
@@ -392,6 +415,7 @@ def run_from_args(argv: list[str] | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()
     run_from_args(argv)
     return 0
 

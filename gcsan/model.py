@@ -12,6 +12,7 @@ Equation numbers refer to the paper (arXiv-free IJCAI version, Section 3):
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -52,6 +53,44 @@ def session_graph(seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.
     return alias, A, items
 
 
+class SessionEdges(NamedTuple):
+    """The session graphs of a batch as flat node and edge lists (what :func:`session_graph` holds densely).
+
+    Nodes of all rows are numbered consecutively (row b's k-th node is ``offset[b] + k``); only the
+    nodes that exist are listed (a row's distinct ids, the padding id 0 included when padded), not
+    the empty slots up to L that the dense form carries. Edge e goes ``src[e] -> dst[e]`` (repeats
+    collapsed); ``w_in[e]`` = 1 / in-degree(dst), ``w_out[e]`` = 1 / out-degree(src): the nonzero
+    entries of A[:, :, :L] (at [dst, src]) and of A[:, :, L:] (at [src, dst])."""
+
+    alias: torch.Tensor  # [B, L] flat node index of each position
+    items: torch.Tensor  # [N] item id of each node
+    src: torch.Tensor  # [E]
+    dst: torch.Tensor  # [E]
+    w_in: torch.Tensor  # [E] float
+    w_out: torch.Tensor  # [E] float
+
+
+def session_edges(seq: torch.Tensor) -> SessionEdges:
+    """Sparse form of :func:`session_graph` (same nodes, edges and weights; tested equal)."""
+    B, L = seq.shape
+    sorted_ids, order = seq.sort(dim=1)
+    new = torch.ones_like(seq, dtype=torch.bool)
+    new[:, 1:] = sorted_ids[:, 1:] != sorted_ids[:, :-1]
+    node_of_sorted = new.long().cumsum(1) - 1
+    n_nodes = node_of_sorted[:, -1] + 1
+    offset = n_nodes.cumsum(0) - n_nodes
+    alias = torch.empty_like(seq).scatter_(1, order, node_of_sorted) + offset[:, None]
+    items = sorted_ids[new]  # row-major: row b's distinct ids in ascending order
+    real_edge = seq[:, 1:] != 0
+    n = len(items)
+    edge_id = torch.unique(alias[:, :-1][real_edge] * n + alias[:, 1:][real_edge])  # repeats collapsed
+    src, dst = edge_id // n, edge_id % n
+    ones = torch.ones(len(edge_id), dtype=torch.float32, device=seq.device)
+    in_deg = torch.zeros(n, dtype=torch.float32, device=seq.device).index_add_(0, dst, ones)
+    out_deg = torch.zeros(n, dtype=torch.float32, device=seq.device).index_add_(0, src, ones)
+    return SessionEdges(alias, items, src, dst, 1.0 / in_deg[dst], 1.0 / out_deg[src])
+
+
 # ----------------------------------------------------------------------------- Eq. 2-6
 class GatedGraphNetwork(nn.Module):
     """SR-GNN's gated GNN cell applied ``step`` times.
@@ -59,6 +98,9 @@ class GatedGraphNetwork(nn.Module):
     a_t = [A_in (H W_in + b_in), A_out (H W_out + b_out)]                          (Eq. 2)
     z = σ(W_z a + U_z h), r = σ(W_r a + U_r h)                                      (Eq. 3, 4)
     h̃ = tanh(W_o a + r ⊙ U_o h), h' = (1 − z) ⊙ h + z ⊙ h̃                          (Eq. 5, 6)
+
+    A_in / A_out are applied as edge lists (:class:`SessionEdges`) on the batch's existing nodes:
+    the same sums as the dense [B, L, 2L] product without its zeros and empty node slots.
     """
 
     def __init__(self, hidden_size: int, step: int = 1):
@@ -74,23 +116,23 @@ class GatedGraphNetwork(nn.Module):
         for p in self.parameters():
             nn.init.uniform_(p, -stdv, stdv)
 
-    def cell(self, A: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """A [B, L, 2L], hidden [B, L, D] -> [B, L, D]."""
-        L = A.shape[1]
-        input_in = torch.matmul(A[:, :, :L], self.linear_edge_in(hidden))
-        input_out = torch.matmul(A[:, :, L:], self.linear_edge_out(hidden))
-        gi = F.linear(torch.cat([input_in, input_out], 2), self.w_ih, self.b_ih)
+    def cell(self, g: SessionEdges, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [N, D] (one row per node) -> [N, D]."""
+        x_in, x_out = self.linear_edge_in(hidden), self.linear_edge_out(hidden)
+        input_in = torch.zeros_like(x_in).index_add_(0, g.dst, x_in[g.src] * g.w_in[:, None])
+        input_out = torch.zeros_like(x_out).index_add_(0, g.src, x_out[g.dst] * g.w_out[:, None])
+        gi = F.linear(torch.cat([input_in, input_out], 1), self.w_ih, self.b_ih)
         gh = F.linear(hidden, self.w_hh, self.b_hh)
-        i_r, i_z, i_n = gi.chunk(3, 2)
-        h_r, h_z, h_n = gh.chunk(3, 2)
+        i_r, i_z, i_n = gi.chunk(3, 1)
+        h_r, h_z, h_n = gh.chunk(3, 1)
         reset_gate = torch.sigmoid(i_r + h_r)
         update_gate = torch.sigmoid(i_z + h_z)
         candidate = torch.tanh(i_n + reset_gate * h_n)
         return (1 - update_gate) * hidden + update_gate * candidate
 
-    def forward(self, A: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, g: SessionEdges, hidden: torch.Tensor) -> torch.Tensor:
         for _ in range(self.step):
-            hidden = self.cell(A, hidden)
+            hidden = self.cell(g, hidden)
         return hidden
 
 
@@ -214,9 +256,9 @@ class GCSAN(nn.Module):
         Returns:
             [B, D]
         """
-        alias, A, items = session_graph(seq)
-        hidden = self.gnn(A, self.item_embedding(items))  # [B, L, D] per node
-        seq_hidden = torch.gather(hidden, 1, alias[:, :, None].expand(-1, -1, self.hidden_size))
+        g = session_edges(seq)
+        hidden = self.gnn(g, self.item_embedding(g.items))  # [N, D] per node
+        seq_hidden = hidden[g.alias]  # [B, L, D]
         last = (length - 1)[:, None, None].expand(-1, 1, self.hidden_size)
         h_t = seq_hidden.gather(1, last).squeeze(1)  # last click's GNN state
         mask = causal_attention_mask(seq)

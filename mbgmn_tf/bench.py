@@ -10,7 +10,7 @@ Prints, with one TF thread setting throughout (intra- and inter-op = ``--threads
 * the machine's sgemm rate, a 2048^3 float32 ``tf.matmul`` timed in TF itself with that setting
   (and numpy's, for reference);
 * a training step split into data (pair sampling and feed), forward (``sess.run(loss)``), backward
-  (running the gradients, not fetched, minus forward) and optimizer (``sess.run(train_op)`` minus gradients);
+  (running every gradient, one scalar of them fetched, minus forward) and optimizer (``sess.run(train_op)`` minus gradients);
   the step itself is data + one ``train_op`` run; the first step (Grappler optimises the graph)
   is not counted;
 * the FLOPs of a step, by arithmetic (:func:`step_flops`: every matrix product; backward counted
@@ -168,10 +168,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
     tr = Trainer(targs, data)
     res["graph_build_and_load_s"] = time.perf_counter() - t0
     m, rng, sess = tr.model, np.random.default_rng(0), tr.sess
-    with tr.graph.as_default():  # run the gradients without fetching them (no copy out of the session)
+    with tr.graph.as_default():  # run every gradient, fetching one scalar (a tf.group of them is pruned)
         import tensorflow.compat.v1 as tf
 
-        grads = tf.group(*[g.values if hasattr(g, "values") else g for g, _ in m.grads_and_vars])
+        grads = tf.add_n([tf.reduce_sum(g.values if hasattr(g, "values") else g) for g, _ in m.grads_and_vars])
     users = rng.permutation(data.n_users)
     steps_per_epoch = int(np.ceil(targs.trn_num / targs.batch))
     phases, step_s, flops = Phases(), [], []

@@ -1,0 +1,32 @@
+"""Old/new step timing for `python -m common.bench compare` (the old bench.py prints no BENCH_JSON).
+
+    python -m common.bench compare --rounds 2 e73d588 -- python $(pwd)/gcsan/compare_steps.py 2
+
+Imports gcsan from the tree on PYTHONPATH (compare sets it to each tree): 1 thread, ML-100k batch
+4096, one warm-up and N timed steps of the epoch's order, then a full-sort evaluation of test. Uses
+`main.keep_freed_memory` where the tree has it."""
+import json, sys, time
+import numpy as np, torch
+import gcsan.main as gm
+from gcsan.data import load
+from gcsan.model import GCSAN
+alloc = getattr(gm, "keep_freed_memory", lambda: False)()
+torch.set_num_threads(1)
+N = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+data = load("ml-100k", valid_portion=0.0, verbose=False)
+torch.manual_seed(0)
+model = GCSAN(data.n_items, **gm.MODEL_DEFAULTS); model.train()
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+order = np.random.default_rng(0).permutation(len(data.train))
+bs = 4096
+batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+def step(idx):
+    seq, length, target = gm.to_torch(data.train.batch(idx), "cpu")
+    loss = model.loss(seq, length, target); opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+step(batches[0])
+t0 = time.perf_counter()
+for i in range(1, N + 1): step(batches[i])
+step_s = (time.perf_counter() - t0) / N
+t0 = time.perf_counter(); gm.evaluate(model, data.test, 4096, "cpu"); eval_s = time.perf_counter() - t0
+print("BENCH_JSON " + json.dumps({"step_s": step_s, "epoch_s": step_s * len(batches), "eval_s": eval_s,
+                                  "allocator_setting": float(alloc)}), flush=True)
