@@ -3,7 +3,7 @@
 Imports `fgnn` from the tree on PYTHONPATH (the old commit's worktree or this one), so it also times code
 whose bench.py prints no BENCH_JSON; give its absolute path so both trees run this same script:
 
-    python -m common.bench compare --rounds 3 e73d588 -- python $PWD/fgnn/compare_step.py 12
+    python -m common.bench compare --rounds 3 e73d588 -- python $PWD/fgnn/compare_steps.py 12
 
 Times N training steps (after 3 warm-up steps) and 20 test batches on Diginetica, 1 thread.
 """

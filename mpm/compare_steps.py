@@ -1,6 +1,6 @@
 """Before/after step timing for `python -m common.bench compare` (the bench of e73d588 prints no BENCH_JSON).
 
-    python -m common.bench compare --rounds 1 e73d588 -- python $PWD/mpm/bench_compare.py 8
+    python -m common.bench compare --rounds 1 e73d588 -- python $PWD/mpm/compare_steps.py 8
 
 N training steps (batch 2048, 1 thread) exactly as in mpm.main.train_epoch, then mpm.main.evaluate, with
 the mpm package of the tree on PYTHONPATH (compare sets it to each tree); prints BENCH_JSON."""
