@@ -103,6 +103,27 @@ def beibei():
     return load_dataset("beibei")
 
 
+def run_with_hashed_weights(data, hp: HParams, pairs, intra_threads: int = 1) -> tuple[dict, list[str]]:
+    """One forward and backward pass of the model on ``data``'s graph with the fixed weights of
+    :func:`hashed_weights` (entered as the variables' initial values; the optimiser is not run):
+    every pair score, pair loss, loss term and the gradients Adam would apply, by variable name;
+    and the variable names."""
+    graph = tf.Graph()
+    with graph.as_default():
+        model = MBGMN(data.n_users, data.n_items, len(data.behaviours), hp)
+        variables = {v.op.name.split("/", 1)[1]: v for v in graph.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES)}
+        grads = {v.op.name.split("/", 1)[1]: g for g, v in model.grads_and_vars}  # what Adam applies
+    adjs, tp_adjs = behaviour_adjacencies(data.trn_mats)
+    config = tf.ConfigProto(intra_op_parallelism_threads=intra_threads, inter_op_parallelism_threads=1)
+    with tf.Session(graph=graph, config=config) as sess:
+        sess.run([v.initializer for v in variables.values()],
+                 {v.initial_value: hashed_weights(name, tuple(v.shape.as_list())) for name, v in variables.items()})
+        model.load_graph(sess, adjs, tp_adjs)
+        out = sess.run({"scores": model.pair_scores, "pairs": model.pair_losses, "pre": model.pre_loss,
+                        "reg": model.reg_loss, "loss": model.loss, "grads": grads}, model.pair_feed(pairs))
+    return out, list(variables)
+
+
 def test_hashed_weights_are_exact_and_spread():
     w = hashed_weights("predMeta_FC3", (96, 3072))
     assert w.dtype == np.float32 and np.abs(w).max() < 2.0 ** -5 <= np.abs(w).max() * 1.001
@@ -116,23 +137,9 @@ def test_model_equals_authors_notebook_on_a_real_beibei_batch(beibei):
     assert (beibei.n_users, beibei.n_items) == (meta["n_users"], meta["n_items"])
     hp = HParams(latdim=meta["latdim"], rank=meta["rank"], gnn_layer=meta["gnn_layer"],
                  att_head=meta["att_head"], mult=meta["mult"], reg=meta["reg"])
-    n_beh = len(beibei.behaviours)
     keys = [tuple(k) for k in fx["pair_keys"]]
-    graph = tf.Graph()
-    with graph.as_default():
-        model = MBGMN(beibei.n_users, beibei.n_items, n_beh, hp)
-        variables = {v.op.name.split("/", 1)[1]: v for v in graph.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES)}
-        grads = {v.op.name.split("/", 1)[1]: g for g, v in model.grads_and_vars}  # what Adam applies
-    adjs, tp_adjs = behaviour_adjacencies(beibei.trn_mats)
-    config = tf.ConfigProto(intra_op_parallelism_threads=2, inter_op_parallelism_threads=1)
-    with tf.Session(graph=graph, config=config) as sess:
-        # the fixed weights enter as the variables' initial values (the optimiser is not run)
-        sess.run([v.initializer for v in variables.values()],
-                 {v.initial_value: hashed_weights(name, tuple(v.shape.as_list())) for name, v in variables.items()})
-        model.load_graph(sess, adjs, tp_adjs)
-        feed = model.pair_feed([(fx[f"uids{b}"], fx[f"iids{b}"]) for b in range(n_beh)])
-        out = sess.run({"scores": model.pair_scores, "pairs": model.pair_losses, "pre": model.pre_loss,
-                        "reg": model.reg_loss, "loss": model.loss, "grads": grads}, feed)
+    pairs = [(fx[f"uids{b}"], fx[f"iids{b}"]) for b in range(len(beibei.behaviours))]
+    out, variables = run_with_hashed_weights(beibei, hp, pairs, intra_threads=2)
 
     diffs, tolerance = {}, {}
     for k in keys:

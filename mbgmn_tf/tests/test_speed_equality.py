@@ -64,27 +64,11 @@ def _projections(name: str, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndar
 
 def compute(data) -> dict[str, np.ndarray]:
     """Scores, loss terms and gradient summaries of the current code on the fixed batch."""
-    import tensorflow.compat.v1 as tf
+    from mbgmn_tf.model import HParams
+    from mbgmn_tf.tests.test_golden import run_with_hashed_weights
 
-    from mbgmn_tf.data import behaviour_adjacencies
-    from mbgmn_tf.model import MBGMN, HParams
-    from mbgmn_tf.tests.test_golden import hashed_weights
-
-    n_beh = len(data.behaviours)
-    graph = tf.Graph()
-    with graph.as_default():
-        model = MBGMN(data.n_users, data.n_items, n_beh, HParams())
-        variables = {v.op.name.split("/", 1)[1]: v for v in graph.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES)}
-        grads = {v.op.name.split("/", 1)[1]: g for g, v in model.grads_and_vars}
     pairs = _batch(data)
-    adjs, tp_adjs = behaviour_adjacencies(data.trn_mats)
-    config = tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)
-    with tf.Session(graph=graph, config=config) as sess:
-        sess.run([v.initializer for v in variables.values()],
-                 {v.initial_value: hashed_weights(name, tuple(v.shape.as_list())) for name, v in variables.items()})
-        model.load_graph(sess, adjs, tp_adjs)
-        out = sess.run({"scores": model.pair_scores, "pairs": model.pair_losses, "pre": model.pre_loss,
-                        "reg": model.reg_loss, "loss": model.loss, "grads": grads}, model.pair_feed(pairs))
+    out, _ = run_with_hashed_weights(data, HParams(), pairs, intra_threads=1)
     res: dict[str, np.ndarray] = {}
     for (s, t), v in out["scores"].items():
         res[f"scores_{s}_{t}"] = v
