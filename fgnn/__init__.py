@@ -11,13 +11,14 @@ IMPLEMENTED = True
 # epoch_seconds (training + evaluation, 2-core CPU, idle) from fgnn/README.md:
 #   sample: "about 0.1 s per epoch (~10,000 sessions/s) when the cores are free", evaluation of 99
 #     sessions negligible; setup (python, torch and PyG start-up, cached graphs) ~10 s;
-#   diginetica: `python -m fgnn.bench --dataset diginetica --batches 20 --eval-batches 20 --threads 1` after the
-#     issue-15 speed-up (fused score/cross-entropy, blocked score matmul; 2026-11-30, 1 thread as the jobs run,
-#     one other job on the other core): 129 ms per training step x 7,195 steps = 929 s, plus 72 ms per test
-#     batch x 609 = 44 s -> ~975 s (about 16 min; the old code measured the same way: 1.3-2.2x slower);
+#   diginetica: `python -m fgnn.bench --dataset diginetica --batches 20 --eval-batches 20 --threads 1 --skip graphs
+#     pyg readouts` after the second pass of issue 15 (softmax and gradients fused into the blocked score loop;
+#     09:47 UTC 2026-11-30, 1 thread as the jobs run, one other job on the other core): 90.9 ms per training step
+#     x 7,195 steps = 654 s, plus 69 ms per test batch x 609 = 42 s -> ~700 s (about 12 min; the old code
+#     e73d588 measured 171 ms per step on an idle machine, 1.5-1.9x slower depending on the load);
 #     graphs built once in ~5 s;
-#   yoochoose1_64: not measured; Diginetica's step time applied to its 3,699 steps (477 s) plus ~35 s
-#     evaluation (55,898 sessions x 37,483 items) -> ~510 s.
+#   yoochoose1_64: not measured; Diginetica's step time applied to its 3,699 steps (336 s) plus ~35 s
+#     evaluation (55,898 sessions x 37,483 items) -> ~370 s.
 # QUICK (make reproduce QUICK=1): sample runs 1 epoch of 3 batches per seed; Diginetica and Yoochoose
 # 1 epoch of 20 batches and evaluation on a fixed random 2,000 test sessions (--max-eval-examples).
 # quick_seconds, measured here 2026-11-30 (`python -m common.reproduce fgnn --quick 1`): the machine was
@@ -41,12 +42,12 @@ JOBS = [
          quick_args=("--epochs", "1", "--max-train-batches", "3"), quick_seconds=10.0, **_METRICS),
     dict(name="diginetica-fgnn", dataset="diginetica", setting="fgnn",
          args=("--dataset", "diginetica", "--model", "fgnn", *_COMMON),
-         epochs=10, epoch_seconds=975.0, setup_seconds=15.0, seeds=(0,),
+         epochs=10, epoch_seconds=700.0, setup_seconds=15.0, seeds=(0,),
          quick_args=("--epochs", "1", "--max-train-batches", "20", "--max-eval-examples", "2000"),
          quick_seconds=18.0, **_METRICS),
     dict(name="yoochoose1_64-fgnn", dataset="yoochoose1_64", setting="fgnn",
          args=("--dataset", "yoochoose1_64", "--model", "fgnn", *_COMMON),
-         epochs=10, epoch_seconds=510.0, setup_seconds=15.0, seeds=(0,),
+         epochs=10, epoch_seconds=370.0, setup_seconds=15.0, seeds=(0,),
          quick_args=("--epochs", "1", "--max-train-batches", "20", "--max-eval-examples", "2000"),
          quick_seconds=16.0, **_METRICS),
 ]

@@ -13,6 +13,7 @@ components (WGAT, the Set2Set readout with a GRU) and the notebook's equation la
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Optional
 
 import torch
@@ -92,6 +93,12 @@ class WGAT(MessagePassing):
     def message(self, h_j: Tensor, alpha: Tensor) -> Tensor:
         return h_j * alpha.unsqueeze(-1)
 
+    def aggregate(self, inputs: Tensor, index: Tensor, ptr: Optional[Tensor] = None,
+                  dim_size: Optional[int] = None) -> Tensor:
+        # The sum at the receiver as a row-wise index_add_: PyG's scatter_add_ broadcasts the index to
+        # every entry of the [edges, heads, out] messages, several times slower on CPU.
+        return inputs.new_zeros(dim_size, *inputs.shape[1:]).index_add_(0, index, inputs)
+
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
                 f"heads={self.heads}, concat={self.concat}, softmax_over={self.softmax_over})")
@@ -124,15 +131,31 @@ class GRUSet2Set(nn.Module):
                 nn.init.orthogonal_(w)
 
     def forward(self, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-        q_star = x.new_zeros(num_graphs, 2 * self.dim)
-        state = None
-        for _ in range(self.steps):
-            q, state = self.rnn(q_star.unsqueeze(0), state)
-            q = q.squeeze(0)  # [graphs, dim]
-            a = softmax((x * q[batch]).sum(-1), batch, num_nodes=num_graphs)  # [nodes]
-            r = scatter(a.unsqueeze(-1) * x, batch, dim=0, dim_size=num_graphs, reduce="sum")
+        if self.steps == 0:
+            return x.new_zeros(num_graphs, 2 * self.dim)
+        # Step 1: q*_0 = 0 and the state 0, so q_1 = GRU(0, 0) comes from the biases alone and is the same
+        # for every graph: computed once, without the products W_ih 0 and W_hh 0 (which are exactly 0).
+        q = self._first_query()  # [dim]
+        a = softmax(x @ q, batch, num_nodes=num_graphs)  # x_i . q_1  [nodes]
+        q = q.expand(num_graphs, -1)
+        state = q.unsqueeze(0).contiguous()
+        for t in range(self.steps):
+            if t > 0:
+                q, state = self.rnn(q_star.unsqueeze(0), state)
+                q = q.squeeze(0)  # [graphs, dim]
+                a = softmax((x * q[batch]).sum(-1), batch, num_nodes=num_graphs)  # [nodes]
+            r = x.new_zeros(num_graphs, self.dim).index_add_(0, batch, a.unsqueeze(-1) * x)
             q_star = torch.cat([q, r], dim=-1)
         return q_star
+
+    def _first_query(self) -> Tensor:
+        """``GRU(0, 0)``: torch's GRU cell with zero input and state (gates = biases), [dim]."""
+        i_r, i_z, i_n = self.rnn.bias_ih_l0.chunk(3)
+        h_r, h_z, h_n = self.rnn.bias_hh_l0.chunk(3)
+        reset = torch.sigmoid(h_r + i_r)
+        update = torch.sigmoid(h_z + i_z)
+        new = torch.tanh(i_n + h_n * reset)
+        return (-new) * update + new  # (h - n) z + n at h = 0
 
 
 class AttentionReadout(nn.Module):
@@ -176,11 +199,12 @@ def last_nodes(batch, last_node: str) -> Tensor:
     raise ValueError(f"last_node must be 'last_new' or 'last_click', got {last_node!r}")
 
 
-# Items per block of the score matmul: on one core, MKL multiplies [100, 100] x [100, 43097] at about a
-# third of its sgemm rate in one call, and at 60-80% in blocks whose operands stay in the 1 MB L2 cache
-# (fgnn/README.md, Speed). Blocks of 1024 for the product, 2048 for the item table's gradient.
+# Items per block of the score products: on one core, MKL multiplies [100, 100] x [100, 43097] at about a
+# third of its sgemm rate in one call and near it in blocks of 1,024 items, whose operands and output stay
+# in the 1 MB L2 cache (fgnn/README.md, Speed). SCORE_BLOCK for the evaluation scores, LOSS_BLOCK for the
+# training loss (256 to 4,096 measured: 1,024 and 2,048 the fastest).
 SCORE_BLOCK = 1024
-GRAD_BLOCK = 2048
+LOSS_BLOCK = 1024
 
 
 def item_scores(s: Tensor, weight: Tensor) -> Tensor:
@@ -196,28 +220,88 @@ def item_scores(s: Tensor, weight: Tensor) -> Tensor:
     return out
 
 
+class ScoreBuffer:
+    """The [B, n_items] buffer of :class:`ScoreCrossEntropy`, kept between training steps (one per model).
+
+    A fresh 17 MB tensor per step costs page faults whenever the allocator has given the last one back
+    to the system. The buffer is lent to one loss at a time, from its forward until its backward has run
+    (or its graph is freed); a loss made while it is lent (two losses before one backward) gets a fresh one.
+    """
+
+    def __init__(self):
+        self.tensor: Optional[Tensor] = None
+        self._borrower = None  # weak reference to the autograd context of the loss using the buffer
+
+    def __deepcopy__(self, memo) -> "ScoreBuffer":
+        return ScoreBuffer()  # a copied model gets its own (empty) buffer
+
+    def __getstate__(self) -> dict:
+        return {"tensor": None, "_borrower": None}
+
+    @property
+    def lent(self) -> bool:
+        ctx = self._borrower() if self._borrower is not None else None
+        return ctx is not None and not ctx.done
+
+    def take(self, numel: int, like: Tensor, ctx) -> Tensor:
+        """A flat tensor of ``numel`` entries of ``like``'s dtype and device, lent to ``ctx`` (which sets
+        ``ctx.done`` once it no longer needs it)."""
+        if self.lent:
+            return like.new_empty(numel)
+        t = self.tensor
+        if t is None or t.numel() < numel or t.dtype != like.dtype or t.device != like.device:
+            self.tensor = t = None  # free the old one before making the new one
+            self.tensor = t = like.new_empty(numel)
+        self._borrower = weakref.ref(ctx)
+        return t[:numel]
+
+
 class ScoreCrossEntropy(torch.autograd.Function):
     r"""``F.cross_entropy(s @ weight.t(), target)`` (batch mean) in one autograd node, for CPU speed.
 
-    Forward: the scores block by block (:func:`item_scores`), then ``p = exp(x - max)`` in place and
-    ``loss = mean(max + log sum p - x_target)``. Backward: the score gradient
-    ``(softmax - onehot) / B`` in place in the same buffer, ``grad_s = G E`` and
-    ``grad_E = G^T s`` block by block, written into a fresh [n_items, d] tensor that autograd then
-    accumulates the embedding lookup's (sparse) gradient into. No [B, n_items] temporaries beyond the
-    one buffer; the same mathematics as ``log_softmax`` + ``nll_loss`` up to float rounding.
+    The items are taken in blocks of ``LOSS_BLOCK`` (``E_k``, rows of the item table), each block's work
+    done while its scores are in the L2 cache, with the softmax's maximum taken per block and the blocks
+    rescaled at the end (as in "online" softmax):
+
+    * forward, per block: ``x_k = s E_k^T``; ``m_k = max_j x_k``; ``p_k = exp(x_k - m_k)`` (kept for
+      the backward); ``z_k = sum_j p_k``; and, for the gradient of ``s``, ``t_k = p_k E_k`` [B, d].
+      Then ``m = max_k m_k``, ``Z = sum_k z_k exp(m_k - m)`` and ``loss = mean(m + log Z - x_target)``
+      with ``x_target = <s, E_target>``.
+    * backward: ``softmax_k = p_k c_k`` with ``c_k = exp(m_k - m) / Z`` per row, so with
+      ``G = (softmax - onehot) / B``: ``grad_s = sum_k c_k t_k / B - E_target / B`` and, per block,
+      ``grad_E_k = p_k^T (c_k s) / B``, then ``- s / B`` added at the target rows.
+
+    The same mathematics as ``log_softmax`` + ``nll_loss`` and their backward, up to float rounding:
+    the ``softmax`` and ``onehot`` parts of ``G`` are multiplied out separately and the per-row
+    factors applied to the small operands (``s``, ``t_k``) instead of the [B, n_items] scores. The
+    scores are exponentiated once, while in cache, and read once more in the backward.
     """
 
     @staticmethod
-    def forward(ctx, s: Tensor, weight: Tensor, target: Tensor) -> Tensor:
-        with torch.no_grad():
-            p = item_scores(s, weight)  # [B, n]
-        x_target = p.gather(1, target.view(-1, 1)).squeeze(1)
-        m = p.amax(1, keepdim=True)
-        p.sub_(m).exp_()
-        total = p.sum(1)
-        loss = (m.squeeze(1) + total.log() - x_target).mean()
-        ctx.save_for_backward(s, weight, target, p, total)
+    def forward(ctx, s: Tensor, weight: Tensor, target: Tensor, buffer: Optional[ScoreBuffer] = None) -> Tensor:
+        (b, d), n = s.shape, weight.size(0)
+        starts = range(0, n, LOSS_BLOCK)
         ctx.done = False
+        p = s.new_empty(b * n) if buffer is None else buffer.take(b * n, s, ctx)
+        m = s.new_empty(len(starts), b)  # per-block maxima
+        z = s.new_empty(len(starts), b)  # per-block sums of exp(x - m_k)
+        t = s.new_empty(len(starts), b, d) if ctx.needs_input_grad[0] else None
+        for k, i in enumerate(starts):
+            e = weight[i:i + LOSS_BLOCK]
+            p_k = p[b * i:b * (i + e.size(0))].view(b, e.size(0))  # block k, contiguous
+            torch.mm(s, e.t(), out=p_k)
+            torch.amax(p_k, 1, out=m[k])
+            p_k.sub_(m[k].unsqueeze(1)).exp_()
+            torch.sum(p_k, 1, out=z[k])
+            if t is not None:
+                torch.mm(p_k, e, out=t[k])
+        m_all = m.amax(0)
+        rescale = (m - m_all).exp_()  # exp(m_k - m) [blocks, B]
+        total = (z * rescale).sum(0)
+        e_target = weight[target]
+        loss = (m_all + total.log() - (s * e_target).sum(1)).mean()
+        ctx.save_for_backward(s, weight, e_target, target, p, rescale.div_(total))
+        ctx.t = t
         return loss
 
     @staticmethod
@@ -227,26 +311,32 @@ class ScoreCrossEntropy(torch.autograd.Function):
             raise RuntimeError("ScoreCrossEntropy's backward reuses its buffer: it cannot run twice "
                                "(retain_graph=True is not supported)")
         ctx.done = True
-        s, weight, target, g, total = ctx.saved_tensors
-        scale = grad_loss / s.size(0)
-        g.mul_((scale / total).view(-1, 1))  # softmax / B
-        rows = torch.arange(s.size(0), device=s.device)
-        g[rows, target] -= scale  # - onehot / B
-        grad_s = g @ weight if ctx.needs_input_grad[0] else None
-        grad_w = None
+        s, weight, e_target, target, p, c = ctx.saved_tensors  # c = exp(m_k - m) / Z [blocks, B]
+        b, n = s.size(0), weight.size(0)
+        scale = grad_loss / b
+        c = c * scale
+        grad_s = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_s = (c.unsqueeze(2) * ctx.t).sum(0).sub_(e_target * scale)
         if ctx.needs_input_grad[1]:
-            n = weight.size(0)
+            cs = c.unsqueeze(2) * s  # c_k s for every block [blocks, B, d]
             grad_w = torch.empty_like(weight)
-            for i in range(0, n, GRAD_BLOCK):
-                torch.mm(g[:, i:i + GRAD_BLOCK].t(), s, out=grad_w[i:i + GRAD_BLOCK])
-        return grad_s, grad_w, None
+            for k, i in enumerate(range(0, n, LOSS_BLOCK)):
+                w = min(LOSS_BLOCK, n - i)
+                torch.mm(p[b * i:b * (i + w)].view(b, w).t(), cs[k], out=grad_w[i:i + w])
+            grad_w.index_add_(0, target, s * -scale)
+        ctx.t = None
+        return grad_s, grad_w, None, None
 
 
-def score_cross_entropy(s: Tensor, weight: Tensor, target: Tensor) -> Tensor:
-    """``F.cross_entropy(s @ weight.t(), target)`` (Eq. 8 + the notebook's loss), fused on CPU."""
+def score_cross_entropy(s: Tensor, weight: Tensor, target: Tensor, buffer: Optional[ScoreBuffer] = None) -> Tensor:
+    """``F.cross_entropy(s @ weight.t(), target)`` (Eq. 8 + the notebook's loss), fused on CPU when
+    autograd needs it; ``buffer`` keeps the score buffer between calls (:class:`ScoreBuffer`)."""
     if s.device.type != "cpu":
         return F.cross_entropy(s @ weight.t(), target)
-    return ScoreCrossEntropy.apply(s, weight, target)
+    if not (torch.is_grad_enabled() and (s.requires_grad or weight.requires_grad)):
+        return F.cross_entropy(item_scores(s, weight), target)
+    return ScoreCrossEntropy.apply(s, weight, target, buffer)
 
 
 class EmbeddingLookup(torch.autograd.Function):
@@ -289,6 +379,10 @@ class SessionModel(nn.Module):
     n_items: int
     embedding: nn.Embedding
 
+    def __init__(self):
+        super().__init__()
+        self.score_buffer = ScoreBuffer()  # the training loss's score buffer, kept between steps
+
     def session_embedding(self, batch, x: Tensor) -> Tensor:
         raise NotImplementedError
 
@@ -307,7 +401,7 @@ class SessionModel(nn.Module):
     def loss(self, batch) -> Tensor:
         """Cross-entropy of the next item (the notebook's ``nn.CrossEntropyLoss``, batch mean)."""
         s, table = self._session_and_table(batch)
-        return score_cross_entropy(s, table, batch.y - 1)
+        return score_cross_entropy(s, table, batch.y - 1, self.score_buffer)
 
     def uniform_init(self) -> None:
         """Every parameter ~ U(-1/sqrt(d), 1/sqrt(d)) (the notebook's ``reset_parameters``)."""

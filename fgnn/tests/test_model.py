@@ -2,11 +2,13 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch_geometric.utils import scatter
 
 from fgnn.data import SessionBatches, Split, build_graphs
 from fgnn.notebook_reference import embedding2score_loop, gru_set2set_loop, notebook_wgat
-from fgnn.model import FGNN, WGAT, AttentionReadout, GatedGNN, GRUSet2Set, last_nodes
+from fgnn.model import (FGNN, LOSS_BLOCK, WGAT, AttentionReadout, GatedGNN, GRUSet2Set, ScoreBuffer, last_nodes,
+                        score_cross_entropy)
 
 
 def _random_batch(seed: int = 0, graphs: int = 7, n_items: int = 12):
@@ -90,3 +92,45 @@ def test_models_score_every_item_and_train(model_cls):
     if model_cls is FGNN:
         stdv = 1 / 8 ** 0.5
         assert all(p.abs().max() <= stdv for p in model.parameters())  # uniform init
+
+
+@pytest.mark.parametrize("n_items, spread", [(2 * LOSS_BLOCK + 37, 1.0), (LOSS_BLOCK + 1, 60.0), (7, 1.0)])
+def test_fused_score_cross_entropy_equals_cross_entropy_and_its_gradients(n_items, spread):
+    """Blocks (the last one partial), the per-block maxima rescaled at the end (scores far apart: a
+    single block's exp would underflow), repeated targets, the kept buffer reused, a grad_loss != 1."""
+    torch.manual_seed(0)
+    s = (torch.randn(30, 16) * spread).requires_grad_()
+    weight = torch.randn(n_items, 16).requires_grad_()
+    target = torch.randint(0, n_items, (30,))
+    target[1] = target[0]
+    ref = F.cross_entropy(s.double() @ weight.double().t(), target)
+    ref_s, ref_w = (g.double() for g in torch.autograd.grad(ref * 3, (s, weight)))
+    ref = ref.item()
+    buffer = ScoreBuffer()
+    for _ in range(2):
+        loss = score_cross_entropy(s, weight, target, buffer)
+        grad_s, grad_w = torch.autograd.grad(loss * 3, (s, weight))
+        assert not buffer.lent
+        scale = max(1.0, abs(ref))
+        assert abs(loss.item() - ref) <= 1e-5 * scale
+        assert torch.allclose(grad_s.double(), ref_s, rtol=0, atol=1e-5 * max(1.0, float(ref_s.abs().max())))
+        assert torch.allclose(grad_w.double(), ref_w, rtol=0, atol=1e-5 * max(1.0, float(ref_w.abs().max())))
+    with torch.no_grad():  # no autograd: plain cross-entropy of the blocked scores
+        assert abs(float(score_cross_entropy(s, weight, target, buffer)) - ref) <= 1e-5 * scale
+
+
+def test_fused_score_cross_entropy_lends_its_buffer_to_one_loss_at_a_time():
+    torch.manual_seed(0)
+    s = torch.randn(4, 3, requires_grad=True)
+    weight = torch.randn(10, 3, requires_grad=True)
+    target = torch.tensor([0, 3, 3, 9])
+    buffer = ScoreBuffer()
+    first = score_cross_entropy(s, weight, target, buffer)
+    second = score_cross_entropy(s, weight, target, buffer)  # buffer lent: a fresh one
+    assert buffer.lent
+    grads = torch.autograd.grad(second + first, (s, weight), retain_graph=True)
+    assert not buffer.lent
+    ref = torch.autograd.grad(2 * F.cross_entropy(s @ weight.t(), target), (s, weight))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, ref))
+    with pytest.raises(RuntimeError, match="cannot run twice"):
+        torch.autograd.grad(first, (s, weight))
