@@ -14,9 +14,10 @@ IMPLEMENTED = True
 #   so it stops after epoch 37 at the latest.
 # epoch_seconds (training + evaluation, 2-core CPU) from the README:
 #   ML-100k: 79 s per training epoch before issue 15 (its fastest, alone, --threads 1), divided by
-#   the measured before/after ratio 2.11 per training step (README Speed, `common.bench compare`:
-#   allocator setting and sparse GNN, 13.46 -> 6.39 s per batch of 4096, 1 thread, 2 cores shared
-#   with one other single-thread job) = 37 s, + ~1 s for valid and test;
+#   the measured before/after ratio 3.00 per training step (README Speed, `common.bench compare`
+#   2026-11-30 10:14 UTC: allocator setting, sparse GNN, packed attention blocks, GNN first step on
+#   the item table; 17.54 -> 5.85 s per batch of 4096, 1 thread, 2 cores loaded) = 26 s, + ~1 s
+#   for valid and test;
 #   Diginetica/srgnn: 279 ex/s x 719,470 examples (~43 min, README Speed, RecBole batching) + ~110 s
 #   for the full sort of the 60,858 test examples; measured with the cores shared, so an over-estimate;
 #   Yoochoose 1/64/srgnn: not measured on CPU; Diginetica's cost scaled by examples (369,859) and
@@ -29,7 +30,7 @@ IMPLEMENTED = True
 
 JOBS = [
     dict(name="ml-100k-recbole", dataset="ml-100k", setting="recbole", args=("--dataset", "ml-100k", "--no-progress"),
-         epochs=35, epoch_seconds=38.0, setup_seconds=10.0,
+         epochs=35, epoch_seconds=27.0, setup_seconds=10.0,
          quick_args=("--epochs", "1", "--max-train-batches", "1", "--batch-size", "1024"), quick_seconds=60.0,
          selection="best validation epoch", metrics=("recall@10", "mrr@10", "ndcg@10"),
          curve=("loss", "valid/ndcg@10", "test/recall@10", "test/ndcg@10"), seeds=(2020,)),

@@ -12,6 +12,7 @@ Equation numbers refer to the paper (arXiv-free IJCAI version, Section 3):
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -123,6 +124,11 @@ class GatedGraphNetwork(nn.Module):
         input_out = torch.zeros_like(x_out).index_add_(0, g.src, x_out[g.dst] * g.w_out[:, None])
         gi = F.linear(torch.cat([input_in, input_out], 1), self.w_ih, self.b_ih)
         gh = F.linear(hidden, self.w_hh, self.b_hh)
+        return self.gates(gi, gh, hidden)
+
+    @staticmethod
+    def gates(gi: torch.Tensor, gh: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """Eq. 3-6 from gi = W a + b_ih and gh = U h + b_hh, both [N, 3D] (r, z, candidate)."""
         i_r, i_z, i_n = gi.chunk(3, 1)
         h_r, h_z, h_n = gh.chunk(3, 1)
         reset_gate = torch.sigmoid(i_r + h_r)
@@ -134,6 +140,111 @@ class GatedGraphNetwork(nn.Module):
         for _ in range(self.step):
             hidden = self.cell(g, hidden)
         return hidden
+
+    def forward_from_items(self, g: SessionEdges, emb: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` of ``emb[g.items]`` (emb: the item table [I, D]), the first step on the table.
+
+        The first step's H holds item embeddings, so everything linear in H is computed once per item
+        and spread over the nodes by sparse products: W_ih [A_in (H W_in^T + b_in), A_out (H W_out^T +
+        b_out)] = M T with T = [E (W_ih,1 W_in)^T + W_ih,1 b_in ; E (W_ih,2 W_out)^T + W_ih,2 b_out]
+        ([2I, 3D]) and M the sparse [N, 2I] matrix holding A_in's weights at (node, item of the
+        in-neighbour) and A_out's at (node, I + item of the out-neighbour); U H + b_hh = (E U^T +
+        b_hh)[items]. The r and z gates only need gi + gh, so [M, S] (S: 1 at (node, 2I + its item))
+        times [T_rz; E U_rz^T + b_hh,rz + b_ih,rz] gives their pre-activations in one product. The same
+        sums, reassociated, with no [N, D] x [D, 3D] product; see :class:`_FirstGnnStep`."""
+        D = emb.shape[1]
+        w_in, w_out = self.w_ih[:, :D], self.w_ih[:, D:]
+        t_in = F.linear(emb, w_in @ self.linear_edge_in.weight, w_in @ self.linear_edge_in.bias)  # [I, 3D]
+        t_out = F.linear(emb, w_out @ self.linear_edge_out.weight, w_out @ self.linear_edge_out.bias)
+        t_h_rz = F.linear(emb, self.w_hh[:2 * D], self.b_hh[:2 * D] + self.b_ih[:2 * D])
+        t_h_n = F.linear(emb, self.w_hh[2 * D:], self.b_hh[2 * D:])
+        hidden = _FirstGnnStep.apply(torch.cat([t_in[:, :2 * D], t_out[:, :2 * D], t_h_rz]),
+                                     torch.cat([t_in[:, 2 * D:], t_out[:, 2 * D:]]), t_h_n, self.b_ih[2 * D:],
+                                     emb.index_select(0, g.items), node_item_matrices(g, emb.shape[0]))
+        for _ in range(self.step - 1):
+            hidden = self.cell(g, hidden)
+        return hidden
+
+
+class NodeItemMatrices(NamedTuple):
+    """The sparse matrices of :meth:`GatedGraphNetwork.forward_from_items` (CSR) and their transposes."""
+
+    m: torch.Tensor  # [N, 2I]: A_in at (node, item of the in-neighbour), A_out at (node, I + item of the out-neighbour)
+    mt: torch.Tensor  # [2I, N]
+    ms: torch.Tensor  # [N, 3I] = [m, S], S: 1 at (node, 2I + item of the node)
+    mst: torch.Tensor  # [3I, N]
+    items: torch.Tensor  # [N] item of each node
+
+
+def _csr(crow: torch.Tensor, col: torch.Tensor, value: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, value, shape, check_invariants=False)
+
+
+def _row_starts(rows: torch.Tensor, n_rows: int) -> torch.Tensor:
+    crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
+    crow[1:] = torch.bincount(rows, minlength=n_rows).cumsum(0)
+    return crow
+
+
+def node_item_matrices(g: SessionEdges, n_items: int) -> NodeItemMatrices:
+    """A node's in-neighbours are distinct nodes of its own row, so of distinct items: no entry of M
+    repeats. Columns are sorted within each row."""
+    I, N, dev = n_items, len(g.items), g.items.device
+    rows = torch.cat([g.dst, g.src])
+    cols = torch.cat([g.items[g.src], g.items[g.dst] + I])
+    values = torch.cat([g.w_in, g.w_out])
+    order = torch.argsort(rows * (2 * I) + cols)
+    crow, col, value = _row_starts(rows, N), cols[order], values[order]
+    # [M, S]: one more entry at the end of each row (its column 2I + item is past all of M's)
+    crow_s = crow + torch.arange(N + 1, device=dev)
+    at = torch.arange(len(col), device=dev) + torch.repeat_interleave(torch.arange(N, device=dev), crow.diff())
+    col_s = torch.empty(len(col) + N, dtype=col.dtype, device=dev)
+    value_s = torch.ones(len(col) + N, dtype=value.dtype, device=dev)
+    col_s[at], value_s[at] = col, value
+    col_s[crow_s[1:] - 1] = g.items + 2 * I
+    # transposes: M^T by item column, then S^T (nodes of each item, ascending)
+    order_t = torch.argsort(cols * N + rows)
+    crow_t, col_t, value_t = _row_starts(cols, 2 * I), rows[order_t], values[order_t]
+    by_item = torch.argsort(g.items, stable=True)
+    crow_st = torch.cat([crow_t, crow_t[-1] + _row_starts(g.items, I)[1:]])
+    return NodeItemMatrices(_csr(crow, col, value, (N, 2 * I)), _csr(crow_t, col_t, value_t, (2 * I, N)),
+                            _csr(crow_s, col_s, value_s, (N, 3 * I)),
+                            _csr(crow_st, torch.cat([col_t, by_item]),
+                                 torch.cat([value_t, torch.ones(N, dtype=value.dtype, device=dev)]), (3 * I, N)),
+                            g.items)
+
+
+class _FirstGnnStep(torch.autograd.Function):
+    """Eq. 2-6 of the first step from the item tables, forward and backward by hand (few passes):
+    r, z = σ([M, S] T_rz), h̃ = tanh(M T_n + b_ih,n + r ⊙ h_n) with h_n = T_hn[items],
+    h' = h + z ⊙ (h̃ − h) (= (1 − z) ⊙ h + z ⊙ h̃). Gradients of the tables are M^T-products."""
+
+    @staticmethod
+    def forward(ctx, table_rz: torch.Tensor, table_n: torch.Tensor, table_hn: torch.Tensor, b_n: torch.Tensor,
+                hidden: torch.Tensor, mats: NodeItemMatrices) -> torch.Tensor:
+        D = hidden.shape[1]
+        rz = (mats.ms @ table_rz).sigmoid_()  # [N, 2D]
+        h_n = table_hn.index_select(0, mats.items)
+        candidate = (mats.m @ table_n).add_(b_n).addcmul_(rz[:, :D], h_n).tanh_()
+        ctx.save_for_backward(rz, h_n, candidate, hidden)
+        ctx.mats, ctx.n_items = mats, table_hn.shape[0]
+        return torch.lerp(hidden, candidate, rz[:, D:])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        rz, h_n, candidate, hidden = ctx.saved_tensors
+        mats, D = ctx.mats, hidden.shape[1]
+        d_pre = torch.empty_like(rz)
+        torch.sub(candidate, hidden, out=d_pre[:, D:]).mul_(grad)  # d z
+        d_candidate = grad * rz[:, D:]
+        d_hidden = grad - d_candidate
+        d_n = torch.ops.aten.tanh_backward(d_candidate, candidate)  # d (i_n + r ⊙ h_n)
+        torch.mul(d_n, h_n, out=d_pre[:, :D])  # d r
+        torch.ops.aten.sigmoid_backward.grad_input(d_pre, rz, grad_input=d_pre)
+        d_table_hn = grad.new_zeros(ctx.n_items, D).index_add_(0, mats.items, d_n * rz[:, :D])
+        return mats.mst @ d_pre, mats.mt @ d_n, d_table_hn, d_n.sum(0), d_hidden, None
 
 
 # ----------------------------------------------------------------------------- Eq. 7-9
@@ -171,6 +282,47 @@ class MultiHeadSelfAttention(nn.Module):
         context = torch.matmul(probs, v).permute(0, 2, 1, 3).reshape(xq.shape)
         return self.LayerNorm(self.out_dropout(self.dense(context)) + xq)
 
+    def forward_packed(self, x: torch.Tensor, pk: "Packing", shape: tuple[int, int]) -> torch.Tensor:
+        """:meth:`forward` on the packed real positions x [n, D] of a [B, L] batch -> [n, D]."""
+        (B, L), H, dh = shape, self.n_heads, self.head_size
+        qkv = F.linear(x, torch.cat([self.query.weight, self.key.weight, self.value.weight]),
+                       torch.cat([self.query.bias, self.key.bias, self.value.bias]))  # [n, 3D], one matmul
+        d = draw_dropout(self.attn_dropout, (B, H, L, L), x)
+        context = grouped_causal_attention(qkv, pk, H, d)
+        out = dropout_rows(self.out_dropout, self.dense(context), (B, L, H * dh), pk.flat)
+        return self.LayerNorm(out + x)
+
+    def forward_packed_last(self, x: torch.Tensor, pk: "Packing", shape: tuple[int, int]) -> torch.Tensor:
+        """:meth:`forward` for each row's last position only (``query_index`` = length - 1) on the
+        packed real positions x [n, D] -> [B, D], rows in ``pk.order``.
+
+        The keys and values of all n positions are never formed: with W_k, W_v split by head,
+        q·(W_k x_j + b_k) = (q W_k)·x_j + q·b_k and Σ_j p_j (W_v x_j + b_v) = W_v (Σ_j p_j x_j) + b_v Σ_j p_j
+        (p after dropout), so per head only [B, D] vectors meet the rows x_j (same sums, reassociated)."""
+        (B, L), H, dh = shape, self.n_heads, self.head_size
+        D = H * dh
+        xq = x.index_select(0, pk.last)
+        q = self.query(xq).view(B, H, dh)
+        u = torch.einsum("bhd,hde->bhe", q, self.key.weight.view(H, dh, D))  # q W_k per head
+        c = torch.einsum("bhd,hd->bh", q, self.key.bias.view(H, dh))[:, :, None]  # q·b_k per head
+        d = draw_dropout(self.attn_dropout, (B, H, 1, L), x)
+        rows = [m for _, _, m, _ in pk.groups]
+        z, mass = [], []
+        for (l, t0, m, p0), xg, ug, cg in zip(pk.groups, x.split([m * l for l, _, m, _ in pk.groups]),
+                                              u.split(rows), c.split(rows)):
+            xg = xg.view(m, l, D)
+            # every key is real and at or before the query: no mask
+            probs = torch.softmax((torch.bmm(ug, xg.transpose(1, 2)) + cg) / math.sqrt(dh), dim=-1)  # [m, H, l]
+            if d is not None:
+                probs = probs * d.multiplier(d.mask[pk.order[t0:t0 + m], :, 0, :l])
+            z.append(torch.bmm(probs, xg))  # [m, H, D]
+            mass.append(probs.sum(-1, keepdim=True))  # [m, H, 1]
+        z, mass = torch.cat(z), torch.cat(mass)
+        context = (torch.einsum("bhe,hde->bhd", z, self.value.weight.view(H, dh, D))
+                   + mass * self.value.bias.view(H, dh)).reshape(B, D)
+        out = dropout_rows(self.out_dropout, self.dense(context), (B, 1, D), pk.order)
+        return self.LayerNorm(out + xq)
+
 
 class PointWiseFeedForward(nn.Module):
     """E = LayerNorm(x + Dropout(W_2 gelu(W_1 x + b_1) + b_2)) (Eq. 8)."""
@@ -188,6 +340,10 @@ class PointWiseFeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense_2(self.act(self.dense_1(x)))) + x)
 
+    def forward_rows(self, x: torch.Tensor, shape: tuple[int, ...], rows: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` on the rows ``rows`` (x [R, D]) of a [..., D] input of ``shape``."""
+        return self.LayerNorm(dropout_rows(self.dropout, self.dense_2(self.act(self.dense_1(x))), shape, rows) + x)
+
 
 class SelfAttentionLayer(nn.Module):
     """One self-attention block: attention (Eq. 7) then feed-forward (Eq. 8); stacked k times (Eq. 9)."""
@@ -204,12 +360,165 @@ class SelfAttentionLayer(nn.Module):
                 query_index: torch.Tensor | None = None) -> torch.Tensor:
         return self.feed_forward(self.multi_head_attention(x, mask, query_index))
 
+    def forward_packed(self, x: torch.Tensor, pk: "Packing", shape: tuple[int, int]) -> torch.Tensor:
+        D = x.shape[1]
+        return self.feed_forward.forward_rows(self.multi_head_attention.forward_packed(x, pk, shape),
+                                              (*shape, D), pk.flat)
+
+    def forward_packed_last(self, x: torch.Tensor, pk: "Packing", shape: tuple[int, int]) -> torch.Tensor:
+        B, D = shape[0], x.shape[1]
+        return self.feed_forward.forward_rows(self.multi_head_attention.forward_packed_last(x, pk, shape),
+                                              (B, 1, D), pk.order)
+
 
 def causal_attention_mask(seq: torch.Tensor) -> torch.Tensor:
     """Additive left-to-right mask [B, 1, L, L]: 0 where query i may see key j (j <= i, j real), else -10000."""
     L = seq.shape[1]
     allowed = (seq > 0)[:, None, None, :] & torch.ones(L, L, dtype=torch.bool, device=seq.device).tril()
     return (1.0 - allowed.float()) * -10000.0
+
+
+# ----------------------------------------------------------------------------- packed real positions
+class Packing(NamedTuple):
+    """The real (non-padding) positions of a right-padded batch, rows grouped by length.
+
+    Rows are visited in ``order`` (ascending length, stable; inside the step only: results come
+    back in the batch's order). Packed row ``r`` is position ``flat[r] % L`` of row ``flat[r] // L``;
+    the rows of one length l are consecutive, so group ``(l, t0, m, p0)`` (rows ``order[t0:t0+m]``)
+    is the contiguous block ``[p0, p0 + m*l)`` of packed rows, viewable as [m, l, D]."""
+
+    order: torch.Tensor  # [B] row ids, by length
+    rank: torch.Tensor  # [B] inverse of order: rank[order[t]] = t
+    flat: torch.Tensor  # [n] dense position b * L + i of each packed row
+    last: torch.Tensor  # [B] packed row of the last position of row order[t]
+    groups: list[tuple[int, int, int, int]]  # (length l, first row t0 in order, rows m, first packed row p0)
+
+
+def pack_positions(seq: torch.Tensor, length: torch.Tensor) -> Packing:
+    """:class:`Packing` of ``seq`` [B, L] (0 = padding after the ``length`` real items of each row)."""
+    B, L = seq.shape
+    if not torch.equal(seq != 0, torch.arange(L, device=seq.device)[None, :] < length[:, None]):
+        raise ValueError("seq must hold exactly length[b] nonzero item ids, then only padding 0")
+    sorted_len, order = torch.sort(length, stable=True)
+    ends = sorted_len.cumsum(0)
+    starts = ends - sorted_len
+    n = int(ends[-1])
+    flat = (torch.repeat_interleave(order * L, sorted_len) + torch.arange(n, device=seq.device)
+            - torch.repeat_interleave(starts, sorted_len))
+    rank = torch.empty_like(order).scatter_(0, order, torch.arange(B, device=seq.device))
+    lens, counts = torch.unique_consecutive(sorted_len, return_counts=True)
+    groups, t0, p0 = [], 0, 0
+    for l, m in zip(lens.tolist(), counts.tolist()):
+        groups.append((l, t0, m, p0))
+        t0, p0 = t0 + m, p0 + m * l
+    return Packing(order, rank, flat, ends - 1, groups)
+
+
+class DropoutDraw(NamedTuple):
+    """A dropout mask drawn at a dense shape: ``x * mask * scale`` is ``F.dropout(x)``."""
+
+    mask: torch.Tensor  # bool, True = kept
+    scale: float  # 1 / (1 - p), rounded as F.dropout rounds it (in the tensor's dtype)
+
+    def multiplier(self, kept: torch.Tensor) -> torch.Tensor:
+        """What F.dropout multiplies by where ``kept`` (entries of ``mask``): scale or 0, as floats."""
+        return torch.mul(kept, self.scale)
+
+
+def draw_dropout(module: nn.Dropout, shape: tuple[int, ...], like: torch.Tensor) -> DropoutDraw | None:
+    """The mask ``module`` (train mode) would draw for a tensor of ``shape``, with the same RNG call
+    as ``F.dropout`` on the CPU: ``bernoulli_(1 - p)`` on a tensor of that shape (here a bool one:
+    the same draws, 1 byte a value), none for p = 0 or in eval mode (None), all dropped without a
+    draw for p = 1. ``x.mul(mask).mul_(scale)`` is bit-identical to ``module(x)``, and the random
+    stream is left where ``module(x)`` leaves it (tested)."""
+    p = module.p
+    if not module.training or p == 0:
+        return None
+    if p == 1:
+        return DropoutDraw(torch.zeros(shape, dtype=torch.bool, device=like.device), 1.0)
+    mask = torch.empty(shape, dtype=torch.bool, device=like.device).bernoulli_(1 - p)
+    return DropoutDraw(mask, torch.ones((), dtype=like.dtype).div_(1 - p).item())
+
+
+def dropout_rows(module: nn.Dropout, x: torch.Tensor, shape: tuple[int, ...], rows: torch.Tensor) -> torch.Tensor:
+    """``module`` applied to a tensor of ``shape`` [..., D] of which ``x`` [R, D] holds the rows
+    ``rows`` of its [-1, D] view: the full mask is drawn (same random stream), its rows applied."""
+    d = draw_dropout(module, shape, x)
+    return x if d is None else x * d.multiplier(d.mask.view(-1, shape[-1]).index_select(0, rows))
+
+
+_causal_cache: dict[tuple[int, torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def causal_mask(l: int, like: torch.Tensor) -> torch.Tensor:
+    """Additive [l, l] mask: 0 for key j <= query i, -10000 above the diagonal (the same values as
+    :func:`causal_attention_mask` at real positions)."""
+    key = (l, like.device, like.dtype)
+    if key not in _causal_cache:
+        allowed = torch.ones(l, l, dtype=torch.bool, device=like.device).tril()
+        _causal_cache[key] = ((1.0 - allowed.to(like.dtype)) * -10000.0)
+    return _causal_cache[key]
+
+
+def grouped_causal_attention(qkv: torch.Tensor, pk: Packing, n_heads: int, d: DropoutDraw | None) -> torch.Tensor:
+    """softmax(Q K^T / √dh + causal) V per head on packed rows, each length group on its own.
+
+    qkv [n, 3D] (Q, K, V side by side, heads inside each) -> context [n, D]; ``d``: the attention
+    dropout drawn at the dense [B, H, L, L] shape (its [rows, h, :l, :l] entries are applied)."""
+    return _GroupedCausalAttention.apply(qkv, pk, n_heads, d)
+
+
+class _GroupedCausalAttention(torch.autograd.Function):
+    """The attention core with its backward by hand: per group and head, strided views of qkv go
+    straight into batched matmuls (no head permutes, no per-group concatenations), and the products
+    are written into the [n, D] context and [n, 3D] gradient in place. The same operations and
+    rounding steps as the dense autograd graph (scores / √dh + mask, softmax, dropout product,
+    probs @ V; backward: dropout product, softmax backward, / √dh)."""
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, pk: Packing, H: int, d: DropoutDraw | None) -> torch.Tensor:
+        n, D = qkv.shape[0], qkv.shape[1] // 3
+        dh = D // H
+        context = qkv.new_empty(n, D)
+        saved = []
+        for l, t0, m, p0 in pk.groups:
+            g = qkv[p0:p0 + m * l].view(m, l, 3, H, dh)
+            c = context[p0:p0 + m * l].view(m, l, H, dh)
+            causal = causal_mask(l, qkv)
+            mult = None if d is None else d.multiplier(d.mask[pk.order[t0:t0 + m], :, :l, :l])  # [m, H, l, l]
+            heads = []
+            for h in range(H):
+                scores = torch.bmm(g[:, :, 0, h], g[:, :, 1, h].transpose(1, 2)).div_(math.sqrt(dh)).add_(causal)
+                probs = torch.softmax(scores, dim=-1)
+                dropped = probs if mult is None else probs * mult[:, h]
+                c[:, :, h] = torch.bmm(dropped, g[:, :, 2, h])
+                heads.append((probs, dropped))
+            saved.append((mult, heads))
+        ctx.save_for_backward(qkv)
+        ctx.pk, ctx.H, ctx.saved = pk, H, saved
+        return context
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (qkv,) = ctx.saved_tensors
+        pk, H = ctx.pk, ctx.H
+        n, D = qkv.shape[0], qkv.shape[1] // 3
+        dh = D // H
+        grad = grad.contiguous()
+        dqkv = torch.empty_like(qkv)
+        for (l, t0, m, p0), (mult, heads) in zip(pk.groups, ctx.saved):
+            g = qkv[p0:p0 + m * l].view(m, l, 3, H, dh)
+            dg = dqkv[p0:p0 + m * l].view(m, l, 3, H, dh)
+            dc = grad[p0:p0 + m * l].view(m, l, H, dh)
+            for h, (probs, dropped) in enumerate(heads):
+                dg[:, :, 2, h] = torch.bmm(dropped.transpose(1, 2), dc[:, :, h])  # dV
+                dprobs = torch.bmm(dc[:, :, h], g[:, :, 2, h].transpose(1, 2))
+                if mult is not None:
+                    dprobs = dprobs.mul_(mult[:, h])
+                dscores = torch._softmax_backward_data(dprobs, probs, -1, probs.dtype).div_(math.sqrt(dh))
+                dg[:, :, 0, h] = torch.bmm(dscores, g[:, :, 1, h])  # dQ
+                dg[:, :, 1, h] = torch.bmm(dscores.transpose(1, 2), g[:, :, 0, h])  # dK
+        return dqkv, None, None, None
 
 
 # ----------------------------------------------------------------------------- the model
@@ -220,7 +529,7 @@ class GCSAN(nn.Module):
                  inner_size: int = 256, hidden_dropout: float = 0.5, attn_dropout: float = 0.5,
                  hidden_act: str = "gelu", layer_norm_eps: float = 1e-12, step: int = 1,
                  weight: float = 0.6, reg_weight: float = 5e-5, loss_type: str = "CE",
-                 initializer_range: float = 0.02, last_query_only: bool = True):
+                 initializer_range: float = 0.02, last_query_only: bool = True, packed: bool = True):
         super().__init__()
         if not 0.0 <= weight <= 1.0:
             raise ValueError(f"weight ω must lie in [0, 1], got {weight}")
@@ -230,6 +539,7 @@ class GCSAN(nn.Module):
         self.weight, self.reg_weight, self.loss_type = weight, reg_weight, loss_type
         self.initializer_range = initializer_range
         self.last_query_only = last_query_only  # speed only: identical outputs (see forward)
+        self.packed = packed  # speed only: the same outputs up to float rounding (see forward_packed)
         self.item_embedding = nn.Embedding(n_items, hidden_size, padding_idx=0)
         self.gnn = GatedGraphNetwork(hidden_size, step)
         self.self_attention = nn.ModuleList(
@@ -256,6 +566,38 @@ class GCSAN(nn.Module):
         Returns:
             [B, D]
         """
+        if self.packed and self.last_query_only:
+            return self.forward_packed(seq, length)
+        return self.forward_dense(seq, length)
+
+    def forward_packed(self, seq: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_dense` with the self-attention blocks on the real positions only.
+
+        Under the causal + padding mask a real query position attends only real keys (j <= i <
+        length), and padded positions reach the output only as keys or values of real queries, whose
+        softmax weight there is exactly 0 (exp of a score lowered by 10000 underflows), or through
+        padded queries that nothing real reads. So every block runs on the packed real positions
+        [n, D], and the attention per group of rows of one length l, [m, H, l, l], with the causal
+        mask only. Dropout masks are drawn at the dense shapes in the same order (same random
+        stream) and their real entries applied.
+        """
+        B, L = seq.shape
+        g = session_edges(seq)
+        emb = self.item_embedding.weight
+        if self.item_embedding.padding_idx is not None:  # as nn.Embedding: no gradient to the padding row
+            pad = self.item_embedding.padding_idx
+            emb = torch.cat([emb[:pad], emb[pad:pad + 1].detach(), emb[pad + 1:]])
+        hidden = self.gnn.forward_from_items(g, emb)  # [N, D] per node
+        h_t = hidden[g.alias[torch.arange(B, device=seq.device), length - 1]]  # last click's GNN state
+        pk = pack_positions(seq, length)
+        x = hidden.index_select(0, g.alias.view(-1)[pk.flat])  # [n, D]
+        for layer in self.self_attention[:-1]:
+            x = layer.forward_packed(x, pk, (B, L))
+        a_t = self.self_attention[-1].forward_packed_last(x, pk, (B, L))[pk.rank]
+        return self.weight * a_t + (1 - self.weight) * h_t  # Eq. 10
+
+    def forward_dense(self, seq: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        """Session representation S_f on the padded [B, L] batch (the reference form)."""
         g = session_edges(seq)
         hidden = self.gnn(g, self.item_embedding(g.items))  # [N, D] per node
         seq_hidden = hidden[g.alias]  # [B, L, D]

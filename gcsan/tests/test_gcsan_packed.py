@@ -1,0 +1,123 @@
+"""The packed forward (real positions only, GNN first step on the item table) against the dense
+reference form (``GCSAN.forward_dense``, the padded computation): same outputs, losses and gradients
+up to float rounding, with dropout on and the same random stream, on batches of many lengths."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gcsan.model import GCSAN, draw_dropout, node_item_matrices, pack_positions, session_edges
+
+
+def _batch(B: int, L: int, n_items: int, seed: int, width: int | None = None):
+    """Right-padded rows of every length 1..L (then random lengths), few item ids (repeated items,
+    repeated edges), padded to ``width`` >= L columns."""
+    gen = torch.Generator().manual_seed(seed)
+    length = torch.cat([torch.arange(1, L + 1), torch.randint(1, L + 1, (B - L,), generator=gen)])
+    length = length[torch.randperm(B, generator=gen)]
+    width = width or L
+    seq = torch.randint(1, n_items, (B, width), generator=gen)
+    seq[torch.arange(width)[None, :] >= length[:, None]] = 0
+    return seq, length, torch.randint(1, n_items, (B,), generator=gen)
+
+
+def _run(model: GCSAN, packed: bool, seq, length, target, seed: int):
+    model.packed = packed
+    model.zero_grad()
+    torch.manual_seed(seed)
+    rep = model(seq, length)
+    torch.manual_seed(seed)
+    loss = model.loss(seq, length, target)
+    loss.backward()
+    after = torch.get_rng_state()
+    return rep.detach(), loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, after
+
+
+@pytest.mark.parametrize("n_layers,n_heads,step,p,width", [
+    (2, 2, 1, 0.5, None),  # the ML-100k preset's shape
+    (1, 1, 1, 0.2, None),  # the Diginetica presets' shape
+    (3, 2, 2, 0.3, 14),  # more blocks, two GNN steps, extra all-padding columns
+    (2, 4, 1, 0.0, None),  # no dropout draws at all
+])
+def test_packed_equals_dense_with_dropout(n_layers, n_heads, step, p, width):
+    torch.set_num_threads(1)
+    seq, length, target = _batch(96, 11, 9, seed=n_layers + 10 * n_heads, width=width)
+    torch.manual_seed(0)
+    model = GCSAN(9, hidden_size=16, n_layers=n_layers, n_heads=n_heads, inner_size=32, step=step,
+                  hidden_dropout=p, attn_dropout=p)
+    for train in (True, False):
+        model.train(train)
+        rep_d, loss_d, grads_d, rng_d = _run(model, False, seq, length, target, seed=5)
+        rep_p, loss_p, grads_p, rng_p = _run(model, True, seq, length, target, seed=5)
+        assert torch.equal(rng_d, rng_p)  # the same draws: the random stream ends in the same place
+        torch.testing.assert_close(rep_p, rep_d, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(loss_p, loss_d, rtol=1e-6, atol=1e-6)
+        for name in grads_d:
+            torch.testing.assert_close(grads_p[name], grads_d[name], rtol=1e-4, atol=1e-7, msg=name)
+    assert grads_p["item_embedding.weight"][0].abs().sum() > 0  # row 0: scores and EmbLoss only, as dense
+    model.eval()
+    with torch.no_grad():
+        model.packed = True
+        fast = model.full_sort(seq, length)
+        model.packed = False
+        torch.testing.assert_close(fast, model.full_sort(seq, length), rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_draw_is_f_dropout_bit_for_bit():
+    x = torch.randn(40, 7, 33)
+    for p in (0.5, 0.2, 0.3, 1 / 3, 0.9, 1.0):
+        torch.manual_seed(3)
+        want = F.dropout(x, p, training=True)
+        state = torch.get_rng_state()
+        torch.manual_seed(3)
+        d = draw_dropout(nn.Dropout(p).train(), tuple(x.shape), x)
+        assert torch.equal(torch.get_rng_state(), state)
+        got = x * d.multiplier(d.mask)
+        assert torch.equal(got.view(torch.int32), want.view(torch.int32)), p  # signed zeros too
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    assert draw_dropout(nn.Dropout(0.0).train(), (3, 4), x) is None
+    assert draw_dropout(nn.Dropout(0.5).eval(), (3, 4), x) is None
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_packing_groups_rows_by_length_and_keeps_positions():
+    seq = torch.tensor([[4, 5, 6, 0, 0], [7, 0, 0, 0, 0], [1, 2, 3, 4, 5], [8, 9, 0, 0, 0], [3, 3, 3, 0, 0]])
+    length = torch.tensor([3, 1, 5, 2, 3])
+    pk = pack_positions(seq, length)
+    assert pk.order.tolist() == [1, 3, 0, 4, 2]
+    assert [(l, m) for l, _, m, _ in pk.groups] == [(1, 1), (2, 1), (3, 2), (5, 1)]
+    assert seq.view(-1)[pk.flat].tolist() == [7, 8, 9, 4, 5, 6, 3, 3, 3, 1, 2, 3, 4, 5]
+    assert seq.view(-1)[pk.flat[pk.last]].tolist() == [7, 9, 6, 3, 5]
+    assert torch.equal(pk.order[pk.rank], torch.arange(5))
+    with pytest.raises(ValueError):
+        pack_positions(torch.tensor([[4, 0, 6]]), torch.tensor([3]))  # a hole
+    with pytest.raises(ValueError):
+        pack_positions(torch.tensor([[4, 5, 6]]), torch.tensor([2]))  # length disagrees
+
+
+def test_node_item_matrices_hold_the_edge_sums():
+    seq, _, _ = _batch(50, 8, 6, seed=1)
+    g = session_edges(seq)
+    n_items, N = 6, len(g.items)
+    mats = node_item_matrices(g, n_items)
+    table = torch.randn(3 * n_items, 5, dtype=torch.float64)
+    t_in, t_out, t_s = table[:n_items], table[n_items:2 * n_items], table[2 * n_items:]
+    want = torch.zeros(N, 5, dtype=torch.float64)
+    want.index_add_(0, g.dst, t_in[g.items[g.src]] * g.w_in[:, None].double())
+    want.index_add_(0, g.src, t_out[g.items[g.dst]] * g.w_out[:, None].double())
+    m, ms = mats.m.to(torch.float64), mats.ms.to(torch.float64)
+    torch.testing.assert_close(m @ table[:2 * n_items], want)
+    torch.testing.assert_close(ms @ table, want + t_s[g.items])
+    torch.testing.assert_close(mats.mt.to_dense(), mats.m.to_dense().t())
+    torch.testing.assert_close(mats.mst.to_dense(), mats.ms.to_dense().t())
+
+
+def test_bench_counts_sparse_products_by_nonzeros():
+    from gcsan.bench import torch_flops
+
+    a = torch.eye(6).to_sparse_csr()
+    b = torch.randn(6, 4)
+    assert torch_flops(lambda: a @ b) == 2 * 6 * 4
+    assert torch_flops(lambda: torch.randn(5, 6) @ b) == 2 * 5 * 6 * 4
