@@ -16,8 +16,8 @@ IMPLEMENTED = True
 #   ML-100k: 79 s per training epoch before issue 15 (its fastest, alone, --threads 1), divided by
 #   the measured before/after ratio 3.00 per training step (README Speed, `common.bench compare`
 #   2026-11-30 10:14 UTC: allocator setting, sparse GNN, packed attention blocks, GNN first step on
-#   the item table; 17.54 -> 5.85 s per batch of 4096, 1 thread, 2 cores loaded) = 26 s, + ~1 s
-#   for valid and test;
+#   the item table; 17.54 -> 5.85 s per batch of 4096, 1 thread, 2 cores loaded; 3.39 on the idle
+#   machine at 10:40, kept at the loaded 3.00 as the safer estimate) = 26 s, + ~1 s for valid and test;
 #   Diginetica/srgnn: 279 ex/s x 719,470 examples (~43 min, README Speed, RecBole batching) + ~110 s
 #   for the full sort of the 60,858 test examples; measured with the cores shared, so an over-estimate;
 #   Yoochoose 1/64/srgnn: not measured on CPU; Diginetica's cost scaled by examples (369,859) and
