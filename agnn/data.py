@@ -310,10 +310,14 @@ class BatchBuilder:
         un = torch.from_numpy(sample_neighbours(self.data.user_graph, u, self.user_k, rng))
         inb = torch.from_numpy(sample_neighbours(self.data.item_graph, i, self.item_k, rng))
         ut, it = torch.from_numpy(u), torch.from_numpy(i)
+
+        def rows_of(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:  # table[ids], by index_select
+            return table.index_select(0, ids.reshape(-1)).view(*ids.shape, table.shape[1])
+
         return Batch(
             user=ut, item=it, rating=torch.from_numpy(rows[:, 2].astype(np.float32)),
-            user_attr=self.user_attr[ut], user_nbr=un, user_nbr_attr=self.user_attr[un],
-            item_attr=self.item_attr[it], item_nbr=inb, item_nbr_attr=self.item_attr[inb],
+            user_attr=rows_of(self.user_attr, ut), user_nbr=un, user_nbr_attr=rows_of(self.user_attr, un),
+            item_attr=rows_of(self.item_attr, it), item_nbr=inb, item_nbr_attr=rows_of(self.item_attr, inb),
         )
 
     def batches(

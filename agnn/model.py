@@ -19,8 +19,9 @@ The authors' quirks are the defaults (see README "Deviations and quirks"); ``AGN
 each one off.
 
 Speed (README "Speed"; the same mathematics): ``AGNN.forward`` computes each distinct node of a
-batch once (``_side_inputs``, ``_FieldSums``) and runs the item and the user side through their
-layers in one batched pass (``paired*``, ``AGNN._evae_losses``); the per-side functions above
+batch once, both sides' distinct nodes in one padded [2, U, ...] pass (``AGNN._node_inputs``,
+``_NodeInputs``), and runs the item and the user side through their layers in one batched pass
+(``paired*``, ``stack_pairs``, ``_Rows``, ``AGNN._evae_losses``); the per-side functions above
 (``attribute_interaction``, ``gated_gnn``, ``EVAE``, ``kl_term``) are the reference the tests compare with.
 """
 
@@ -59,6 +60,9 @@ def _xavier(layer: nn.Module) -> nn.Module:
 
 def _linear(n_in: int, n_out: int) -> nn.Linear:
     return _xavier(nn.Linear(n_in, n_out))
+
+
+EVAE_LAYERS = ("dense_xh", "dense_hz_mu", "dense_hz_var", "dense_zh", "dense_hx")  # in forward order
 
 
 class EVAE(nn.Module):
@@ -150,13 +154,7 @@ class _FieldSums(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_sum: torch.Tensor, g_sq: torch.Tensor):
         (idx,) = ctx.saved_tensors
-        w = ctx.w
-        g = torch.cat([g_sum, g_sq], dim=1)
-        acc = g.new_zeros(w.shape[0], g.shape[1])
-        for col in idx.t():  # a handful of columns; each a scatter-add of the [N, 2D] gradient
-            acc.index_add_(0, col, g)
-        d = w.shape[1]
-        dw = torch.addcmul(acc[:, :d], w, acc[:, d:], value=2)  # G_s + 2 W G_q
+        dw = _table_grad(idx, ctx.w, torch.cat([g_sum, g_sq], dim=1))
         return (None, *dw.split(ctx.sizes))
 
 
@@ -200,11 +198,30 @@ def gated_gnn(
     return F.leaky_relu((1 - erase_gate) * h_self + (h_nbr * add_gate).mean(dim=1))
 
 
-def paired(layers: tuple[nn.Linear, nn.Linear], x: torch.Tensor) -> torch.Tensor:
-    """Two linear layers, one per side, on x [2, N, in] -> [2, N, out]: ``x[s] W_s^T + b_s``."""
-    w = torch.stack([l.weight for l in layers])
-    bias = torch.stack([l.bias for l in layers])
-    return torch.baddbmm(bias.unsqueeze(1), x, w.transpose(1, 2))
+def stack_pairs(layers: list[tuple[nn.Linear, nn.Linear]],
+                split: dict[int, int] = None) -> list[tuple[torch.Tensor, ...]]:
+    """The item and user weights of each pair of ``layers`` stacked for :func:`paired`: per pair
+    ``(W^T [2, in, out], b [2, 1, out])``; a pair whose index is in ``split`` gives
+    ``(W[:, :c]^T, W[:, c:]^T, b)`` for ``c = split[index]``."""
+    split = split or {}
+    out = []
+    for n, (a, b) in enumerate(layers):
+        bias = torch.stack([a.bias, b.bias]).unsqueeze(1)
+        if n in split:
+            c = split[n]
+            out.append((torch.stack([a.weight[:, :c], b.weight[:, :c]]).transpose(1, 2),
+                        torch.stack([a.weight[:, c:], b.weight[:, c:]]).transpose(1, 2), bias))
+        else:
+            out.append((torch.stack([a.weight, b.weight]).transpose(1, 2), bias))
+    return out
+
+
+def paired(layers, x: torch.Tensor) -> torch.Tensor:
+    """Two linear layers, one per side, on x [2, N, in] -> [2, N, out]: ``x[s] W_s^T + b_s``.
+
+    layers: the two ``nn.Linear`` (item, user), or their stacked ``(W^T, b)`` (:func:`stack_pairs`)."""
+    w_t, bias = stack_pairs([layers])[0] if isinstance(layers[0], nn.Module) else layers
+    return torch.baddbmm(bias, x, w_t)
 
 
 def paired_interaction(bi: torch.Tensor, summed: torch.Tensor, dense_bi: tuple, dense_si: tuple) -> torch.Tensor:
@@ -212,24 +229,123 @@ def paired_interaction(bi: torch.Tensor, summed: torch.Tensor, dense_bi: tuple, 
     return F.leaky_relu(paired(dense_bi, bi)) + F.leaky_relu(paired(dense_si, summed))
 
 
-def paired_gated_gnn(h_self: torch.Tensor, h_nodes: tuple, slots: tuple, dense_add: tuple,
-                     dense_erase: tuple) -> torch.Tensor:
-    """:func:`gated_gnn` of both sides at once: h_self [2, B, D]; per side the distinct nodes'
-    inputs h_nodes[s] [U_s, D] and the slots[s] [B, K] (h_nbr = h_nodes[s][slots[s]]) -> [2, B, D].
+class _Rows(torch.autograd.Function):
+    """``src[idx]`` of each 2-d ``src`` [N, D_i] for one int64 ``idx`` of any shape ->
+    [*idx.shape, D_i] each: ``index_select`` forward, one ``index_add_`` per source backward
+    (advanced indexing's forward and its ``index_put_`` backward are several times slower on these
+    sizes; the same sums)."""
 
+    @staticmethod
+    def forward(ctx, idx: torch.Tensor, *srcs: torch.Tensor):
+        flat = idx.reshape(-1)
+        ctx.save_for_backward(flat)
+        ctx.rows = [s.shape[0] for s in srcs]
+        return tuple(s.index_select(0, flat).view(*idx.shape, s.shape[1]) for s in srcs)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        (flat,) = ctx.saved_tensors
+        grads = [g.reshape(flat.shape[0], -1) for g in grads]
+        if len(grads) > 1 and len(set(ctx.rows)) == 1:  # one scatter-add of the joined rows
+            g = torch.cat(grads, dim=1)
+            acc = g.new_zeros(ctx.rows[0], g.shape[1]).index_add_(0, flat, g)
+            return (None, *acc.split([x.shape[1] for x in grads], dim=1))
+        return (None, *(g.new_zeros(n, g.shape[1]).index_add_(0, flat, g) for g, n in zip(grads, ctx.rows)))
+
+
+def paired_gated_gnn(h_self: torch.Tensor, h_nodes: torch.Tensor, at: torch.Tensor, dense_add,
+                     dense_erase) -> torch.Tensor:
+    """:func:`gated_gnn` of both sides at once: h_self [2, B, D]; h_nodes [2, U, D] the distinct
+    neighbours' inputs of each side (rows past a side's count unused) and ``at`` [2, B, K] their
+    rows in ``h_nodes.view(2 U, D)`` (side s's slots + s U) -> [2, B, D].
+
+    dense_add, dense_erase: the two ``nn.Linear`` of each gate (item, user), or their stacked
+    weights (:func:`stack_pairs`; the add gate split ``(W_self^T, W_nbr^T, b)``).
     The add gate's ``W_a [h_self ; h_j] = W_a,self h_self + W_a,nbr h_j``: the neighbour half is a
-    product over the U_s distinct nodes, gathered into the B*K slots, instead of a product over the
+    product over the distinct nodes, gathered into the B*K slots, instead of a product over the
     [B*K, 2D] concatenation (the same sum, rounded in another order)."""
     d = h_self.shape[-1]
-    rows = torch.cat([h_nodes[0], h_nodes[1]])
-    nbr_part = torch.cat([F.linear(h, l.weight[:, d:]) for h, l in zip(h_nodes, dense_add)])
-    at = torch.stack([slots[0], slots[1] + h_nodes[0].shape[0]])  # [2, B, K] rows of the joined tables
-    h_nbr = rows[at]
-    self_part = torch.baddbmm(torch.stack([l.bias for l in dense_add]).unsqueeze(1), h_self,
-                              torch.stack([l.weight[:, :d] for l in dense_add]).transpose(1, 2))
-    add_gate = torch.sigmoid(nbr_part[at] + self_part.unsqueeze(2))
+    if isinstance(dense_add[0], nn.Module):
+        dense_add, dense_erase = stack_pairs([dense_add, dense_erase], split={0: d})
+    w_self, w_nbr, b_add = dense_add
+    u = h_nodes.shape[1]
+    nbr_part = torch.bmm(h_nodes, w_nbr)
+    h_nbr, nbr_gate = _Rows.apply(at, h_nodes.view(2 * u, d), nbr_part.view(2 * u, d))
+    add_gate = torch.sigmoid(nbr_gate + torch.baddbmm(b_add, h_self, w_self).unsqueeze(2))
     erase_gate = torch.sigmoid(paired(dense_erase, torch.cat([h_self, h_nbr.mean(dim=2)], dim=-1)))
     return F.leaky_relu((1 - erase_gate) * h_self + (h_nbr * add_gate).mean(dim=2))
+
+
+def _table_grad(idx: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Gradient of the joined table ``w`` [R, D] of :class:`_FieldSums` from the incoming
+    ``g = [g_sum ; g_sq]`` [N, 2D]: ``G_s + 2 W G_q`` with ``G`` the scatter-add of ``g`` over the
+    slots of ``idx`` [N, F] (one ``index_add_`` per attribute column: no sort of the indices)."""
+    acc = g.new_zeros(w.shape[0], g.shape[1])
+    for col in idx.t():
+        acc.index_add_(0, col, g)
+    d = w.shape[1]
+    return torch.addcmul(acc[:, :d], w, acc[:, d:], value=2)
+
+
+class _NodeInputs(torch.autograd.Function):
+    """Both sides' distinct nodes of a batch: field sums, Bi-Interaction vector and ID embedding,
+    padded to one [2, U, D] (side 0 item, 1 user; rows past a side's count are 0), and the same
+    three for the B nodes themselves [2, B, D] (rows ``own`` of each side), as one autograd node.
+
+    Forward (per side): ``S = sum_f e_f``, ``Q = sum_f e_f^2`` (two ``embedding_bag`` over the
+    joined field tables, as :class:`_FieldSums`), ``bi = 0.5 (S^2 - Q)``, ``P`` = ID embedding rows.
+    Backward: the own rows' gradients added into the nodes' (``index_add_``), ``dS = g_S + g_bi S``,
+    ``dQ = -g_bi / 2``, the tables' gradient as :class:`_FieldSums`, the ID tables' by ``index_add_``."""
+
+    @staticmethod
+    def forward(ctx, idx: tuple, ids: tuple, own: torch.Tensor, n_tables: tuple, *weights):
+        u = max(len(i) for i in ids)
+        d = weights[0].shape[1]
+        nt = n_tables[0]
+        sides = (weights[:nt], weights[nt:nt + n_tables[1]])
+        emb = weights[nt + n_tables[1]:]
+        s_all, q_all, p_all = (weights[0].new_zeros(2, u, d) for _ in range(3))
+        joined = []
+        for s in range(2):
+            w = _joined(list(sides[s]))
+            joined.append(w)
+            n = len(ids[s])
+            s_all[s, :n] = F.embedding_bag(idx[s], w, mode="sum")
+            q_all[s, :n] = F.embedding_bag(idx[s], w * w, mode="sum")
+            torch.index_select(emb[s], 0, ids[s], out=p_all[s, :n])
+        bi = 0.5 * (s_all.pow(2) - q_all)
+        flat = own.reshape(-1)  # rows of the [2 U] nodes
+        ctx.save_for_backward(s_all, flat)
+        ctx.idx, ctx.ids, ctx.joined, ctx.u = idx, ids, joined, u
+        ctx.sizes = [[t.shape[0] for t in side] for side in sides]
+        ctx.emb_rows = [e.shape[0] for e in emb]
+        outs = []
+        for x in (bi, s_all, p_all):
+            outs.append(x.view(2 * u, d).index_select(0, flat).view(*own.shape, d))
+        return (bi, s_all, p_all, *outs)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_bi, g_s, g_p, go_bi, go_s, go_p):
+        s_all, flat = ctx.saved_tensors
+        u = ctx.u
+        d = s_all.shape[-1]
+        gs = []
+        for g, go in ((g_bi, go_bi), (g_s, go_s), (g_p, go_p)):
+            g = g.reshape(2 * u, d).clone()
+            gs.append(g.index_add_(0, flat, go.reshape(-1, d)).view(2, u, d))
+        g_bi, g_s, g_p = gs
+        g = g_s.new_empty(2, u, 2 * d)
+        torch.addcmul(g_s, g_bi, s_all, out=g[..., :d])  # dS = g_S + g_bi S
+        torch.mul(g_bi, -0.5, out=g[..., d:])  # dQ = -g_bi / 2
+        table_grads, emb_grads = [], []
+        for s in range(2):
+            n = len(ctx.ids[s])
+            dw = _table_grad(ctx.idx[s], ctx.joined[s], g[s, :n])
+            table_grads += list(dw.split(ctx.sizes[s]))
+            emb_grads.append(g_p.new_zeros(ctx.emb_rows[s], d).index_add_(0, ctx.ids[s], g_p[s, :n]))
+        return (None, None, None, None, *table_grads, *emb_grads)
 
 
 class AGNN(nn.Module):
@@ -293,38 +409,6 @@ class AGNN(nn.Module):
             start += self.cfg.vocab[name]
         return torch.tensor([first[n] for n in columns], dtype=torch.int64)
 
-    def _side_inputs(self, side: str, own_ids: torch.Tensor, nbr_ids: torch.Tensor, own: torch.Tensor,
-                     nbr: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """One side's (``"item"`` or ``"user"``) one-hop neighbour inputs and the nodes' own field sums.
-
-        own_ids [B], nbr_ids [B, K]: node ids; own [B, F], nbr [B, K, F]: their attribute ids.
-        A neighbour's input ``W_hop1 [attribute_interaction ; ID embedding]`` depends on the
-        neighbour alone, so it is computed once per distinct node of the batch (the nodes themselves
-        are in the last neighbour slot) and gathered into the slots; the field sums come from one
-        :func:`field_sums` lookup over those nodes.
-        Returns the one-hop inputs of the distinct nodes h [U, D], the slots [B, K] (rows of h), and
-        for the B nodes themselves the Bi-Interaction vector ``0.5 ((sum_f e_f)^2 - sum_f e_f^2)``,
-        the field sum ``sum_f e_f`` and the ID (preference) embedding, [B, D] each (the same rows as
-        a lookup of own_ids: the nodes are in the last slot).
-        """
-        if side == "item":
-            fields, offsets, embed = [n for n, _, _ in self.ITEM_SLOTS], self.item_attr_offsets, self.item_embed
-            dense_bi, dense_si = self.dense_item_onehop_biinter, self.dense_item_onehop_siinter
-            dense_hop1 = self.dense_item_cate_hop1
-        else:
-            fields, offsets, embed = self.USER_SLOTS, self.user_attr_offsets, self.user_embed
-            dense_bi, dense_si = self.dense_user_onehop_biinter, self.dense_user_onehop_siinter
-            dense_hop1 = self.dense_user_cate_hop1
-        b, k, f = nbr.shape
-        ids, idx, inv = self._distinct(torch.cat([nbr_ids.reshape(b * k), own_ids]),
-                                       torch.cat([nbr.reshape(b * k, f), own]), offsets)
-        summed, squares = _FieldSums.apply(idx, *[self.attr_embed[n].weight for n in fields])
-        bi = 0.5 * (summed.pow(2) - squares)
-        pref = embed(ids)
-        h = dense_hop1(torch.cat([interaction(bi, summed, dense_bi, dense_si), pref], dim=-1))
-        own_rows = inv[b * k:]
-        return h, inv[: b * k].view(b, k), bi[own_rows], summed[own_rows], pref[own_rows]
-
     @staticmethod
     def _distinct(ids: torch.Tensor, attr: torch.Tensor,
                   offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -332,15 +416,20 @@ class AGNN(nn.Module):
         (``attr`` [N, F] + ``offsets``) and each slot's position among them (inverse, [N]).
 
         Should one node have different attribute rows in different slots (a hand-made batch),
-        every slot is its own node. CPU tensors go through numpy (the same sorted order and
-        inverse as ``torch.unique``, fewer and cheaper calls)."""
-        if ids.device.type == "cpu":
-            ids_np, attr_np = ids.numpy(), attr.numpy()
-            uniq, first, inv = np.unique(ids_np, return_index=True, return_inverse=True)
-            rows = attr_np[first]
+        every slot is its own node. CPU tensors go through numpy: the ids (small non-negative
+        integers) marked in a table, whose running count gives each slot's position (the same sorted
+        order and inverse as ``torch.unique`` / ``np.unique``, without a sort)."""
+        ids_np = ids.numpy() if ids.device.type == "cpu" else None
+        if ids_np is not None and len(ids_np) and ids_np.min() >= 0:
+            attr_np = attr.numpy()
+            seen = np.zeros(int(ids_np.max()) + 1, dtype=bool)
+            seen[ids_np] = True
+            uniq = np.flatnonzero(seen)
+            inv = (np.cumsum(seen) - 1)[ids_np]
+            rows = np.empty((len(uniq), attr_np.shape[1]), dtype=attr_np.dtype)
+            rows[inv] = attr_np
             if np.array_equal(rows[inv], attr_np):  # one attribute row per node id: each node once
-                return (torch.from_numpy(uniq), torch.from_numpy(rows + offsets.numpy()),
-                        torch.from_numpy(inv.reshape(-1)))
+                return torch.from_numpy(uniq), torch.from_numpy(rows + offsets.numpy()), torch.from_numpy(inv)
             return ids, attr + offsets, torch.arange(len(ids))
         uniq, inv = torch.unique(ids, return_inverse=True)
         first = torch.empty_like(uniq).scatter_(0, inv, torch.arange(len(ids), device=ids.device))
@@ -349,58 +438,84 @@ class AGNN(nn.Module):
         return ids, attr + offsets, torch.arange(len(ids), device=ids.device)
 
     # ------------------------------------------------------------------ forward
+    def _node_inputs(self, b):
+        """Both sides' distinct nodes (``_distinct``; the nodes themselves are in the last
+        neighbour slot) through :class:`_NodeInputs`: the Bi-Interaction vector, the field sum and
+        the ID embedding of the distinct nodes [2, U, D] and of the B nodes themselves [2, B, D],
+        and the neighbour slots' rows ``at`` [2, B, K] of the distinct nodes (``view(2 U, D)``)."""
+        idx, ids, inv = [], [], []
+        for own_ids, nbr_ids, own, nbr, offsets in (
+                (b.item, b.item_nbr, b.item_attr, b.item_nbr_attr, self.item_attr_offsets),
+                (b.user, b.user_nbr, b.user_attr, b.user_nbr_attr, self.user_attr_offsets)):
+            bb, k, f = nbr.shape
+            i, x, v = self._distinct(torch.cat([nbr_ids.reshape(bb * k), own_ids]),
+                                     torch.cat([nbr.reshape(bb * k, f), own]), offsets)
+            ids.append(i), idx.append(x), inv.append(v)
+        u = max(len(i) for i in ids)
+        bb, k = b.item_nbr.shape[0], b.item_nbr.shape[1]
+        rows = torch.stack([inv[0], inv[1] + u]).view(2, -1)  # rows of the [2 U] distinct nodes
+        item_tables = [self.attr_embed[n].weight for n, _, _ in self.ITEM_SLOTS]
+        user_tables = [self.attr_embed[n].weight for n in self.USER_SLOTS]
+        outs = _NodeInputs.apply((idx[0], idx[1]), (ids[0], ids[1]), rows[:, bb * k:], (len(item_tables), len(user_tables)),
+                                 *item_tables, *user_tables, self.item_embed.weight, self.user_embed.weight)
+        return (*outs, rows[:, :bb * k].view(2, bb, k))
+
     def forward(self, b, mode: str = "train") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """b: data.Batch. Returns prediction [B], reconstruction loss [], KL loss []."""
         cfg = self.cfg
-        # Item side, then user side. One-hop neighbours (last slot = the node itself) use their ID
-        # embeddings; the nodes' own attribute representation uses the self layers.
-        item_nodes, item_slots, item_bi, item_sum, item_emb = self._side_inputs(
-            "item", b.item, b.item_nbr, b.item_attr, b.item_nbr_attr)
-        user_nodes, user_slots, user_bi, user_sum, user_emb = self._side_inputs(
-            "user", b.user, b.user_nbr, b.user_attr, b.user_nbr_attr)
+        d = cfg.embed_size
+        # Both sides at once: [2, ...] tensors, side 0 = item, side 1 = user, each side through its
+        # own weights (stacked in one autograd node, :func:`stack_pairs`, for ``baddbmm``).
         user_si = self.dense_user_onehop_siinter if cfg.user_self_linear == "onehop" else self.dense_user_self_siinter
-        # From here on both sides go through the same layers (each with its own weights): one
-        # batched pass over [2, B, ...] tensors, side 0 = item, side 1 = user (:func:`paired`).
-        feat = paired_interaction(torch.stack([item_bi, user_bi]), torch.stack([item_sum, user_sum]),
-                                  (self.dense_item_self_biinter, self.dense_user_self_biinter),
-                                  (self.dense_item_self_siinter, user_si))
-        item_pref, user_pref = item_emb, user_emb  # = item_embed(b.item), user_embed(b.user)
+        (hop_bi, hop_si, hop1, self_bi, self_si, cate_self, add, erase, *vae) = stack_pairs([
+            (self.dense_item_onehop_biinter, self.dense_user_onehop_biinter),
+            (self.dense_item_onehop_siinter, self.dense_user_onehop_siinter),
+            (self.dense_item_cate_hop1, self.dense_user_cate_hop1),
+            (self.dense_item_self_biinter, self.dense_user_self_biinter),
+            (self.dense_item_self_siinter, user_si),
+            (self.dense_item_cate_self, self.dense_user_cate_self),
+            (self.dense_item_addgate, self.dense_user_addgate),
+            (self.dense_item_erasegate, self.dense_user_erasegate),
+            *((getattr(self.item_vae, n), getattr(self.user_vae, n)) for n in EVAE_LAYERS)], split={6: d})
+        # Distinct nodes (one-hop neighbours, the last slot = the node itself, with their ID
+        # embeddings): W_hop1 [attribute interaction (one-hop layers) ; ID embedding].
+        bi, summed, pref_nodes, own_bi, own_sum, own_pref, at = self._node_inputs(b)
+        h_nodes = paired(hop1, torch.cat([paired_interaction(bi, summed, hop_bi, hop_si), pref_nodes], dim=-1))
+        # The nodes' own attribute representation uses the self layers.
+        feat = paired_interaction(own_bi, own_sum, self_bi, self_si)
+        pref = own_pref  # = item_embed(b.item), user_embed(b.user)
         if mode == "ics":  # cold item: preference reconstructed from attributes
-            item_pref = self.item_vae(feat[0], mean=cfg.eval_mean)[0]
+            pref = torch.stack([self.item_vae(feat[0], mean=cfg.eval_mean)[0], own_pref[1]])
         elif mode == "ucs":  # cold user
-            user_pref = self.user_vae(feat[1], mean=cfg.eval_mean)[0]
-        pref = torch.stack([item_pref, user_pref])
-        h_self = paired((self.dense_item_cate_self, self.dense_user_cate_self), torch.cat([feat, pref], dim=-1))
-        q, p = paired_gated_gnn(h_self, (item_nodes, user_nodes), (item_slots, user_slots),
-                                (self.dense_item_addgate, self.dense_user_addgate),
-                                (self.dense_item_erasegate, self.dense_user_erasegate))
+            pref = torch.stack([own_pref[0], self.user_vae(feat[1], mean=cfg.eval_mean)[0]])
+        h_self = paired(cate_self, torch.cat([feat, pref], dim=-1))
+        q, p = paired_gated_gnn(h_self, h_nodes, at, add, erase)
 
         # eVAE losses (paper's L_recon): ||x' - m|| (Frobenius norm over the batch) + KL, item + user.
-        recon, kl = self._evae_losses(feat, pref)
+        recon, kl = self._evae_losses(feat, pref, vae)
 
         # Prediction layer.
         pred = (self.fc_pre(torch.cat([p, q], dim=1)).squeeze(-1) + (p * q).sum(1)
                 + self.user_bias(b.user).squeeze(-1) + self.item_bias(b.item).squeeze(-1) + self.global_bias)
         return pred, recon, kl
 
-    def _evae_losses(self, feat: torch.Tensor, pref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _evae_losses(self, feat: torch.Tensor, pref: torch.Tensor, layers=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Both sides' eVAE terms in one batched pass: feat, pref [2, B, D] (item, user).
 
         The same as ``item_vae(feat[0])`` then ``user_vae(feat[1])`` (the same noise, drawn in the
         same order), then
-        ``||rec - pref||`` and :func:`kl_term` of each side, each summed over the two sides."""
-        vaes = (self.item_vae, self.user_vae)
-
-        def dense(name: str, x: torch.Tensor) -> torch.Tensor:
-            return paired(tuple(getattr(v, name) for v in vaes), x)
-
-        h = F.relu(dense("dense_xh", feat))
-        mu, log_var = dense("dense_hz_mu", h), dense("dense_hz_var", h)
+        ``||rec - pref||`` and :func:`kl_term` of each side, each summed over the two sides.
+        layers: the stacked weights of ``EVAE_LAYERS`` (:func:`stack_pairs`; default: stacked here)."""
+        if layers is None:
+            layers = stack_pairs([(getattr(self.item_vae, n), getattr(self.user_vae, n)) for n in EVAE_LAYERS])
+        xh, mu_l, var_l, zh, hx = layers
+        h = F.relu(paired(xh, feat))
+        mu, log_var = paired(mu_l, h), paired(var_l, h)
         # The noise of each side drawn on its own, item first: torch's normal sampler gives other
         # numbers for one [2, B, D] draw than for two [B, D] draws unless B * D is a multiple of 16.
         eps = torch.stack([torch.randn_like(mu[0]), torch.randn_like(mu[1])])
         z = mu + torch.exp(log_var / 2) * eps
-        rec = dense("dense_hx", F.relu(dense("dense_zh", z)))
+        rec = paired(hx, F.relu(paired(zh, z)))
         recon = torch.linalg.vector_norm(rec - pref, dim=(1, 2)).sum()
         inner = torch.exp(z) if self.cfg.kl == "authors" else torch.exp(log_var)
         kl = (0.5 * torch.sum(inner + mu**2 - 1.0 - log_var, dim=2)).mean(dim=1).sum()

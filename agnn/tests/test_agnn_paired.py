@@ -3,7 +3,7 @@ reference functions, values and gradients in float64 (README "Speed")."""
 
 import torch
 
-from agnn.model import (AGNN, AGNNConfig, gated_gnn, interaction, kl_term, paired_gated_gnn,
+from agnn.model import (AGNN, AGNNConfig, _Rows, gated_gnn, interaction, kl_term, paired_gated_gnn,
                         paired_interaction)
 from agnn.tests.test_agnn_model import VOCAB
 
@@ -30,17 +30,85 @@ def test_paired_interaction_is_interaction_per_side():
 
 def test_paired_gated_gnn_is_gated_gnn_per_side():
     torch.manual_seed(1)
-    b, k, d = 6, 4, 5
+    b, k, d, u = 6, 4, 5, 9
     h_self = torch.randn(2, b, d, dtype=torch.float64, requires_grad=True)
-    nodes = tuple(torch.randn(u, d, dtype=torch.float64, requires_grad=True) for u in (9, 3))
-    slots = tuple(torch.randint(len(n), (b, k)) for n in nodes)
+    nodes = torch.randn(2, u, d, dtype=torch.float64, requires_grad=True)  # side 1 uses its first 3 rows
+    slots = (torch.randint(u, (b, k)), torch.randint(3, (b, k)))
+    at = torch.stack([slots[0], slots[1] + u])
     add, erase = linears(2, 2 * d, d), linears(2, 2 * d, d)
-    got = paired_gated_gnn(h_self, nodes, slots, add, erase)
+    got = paired_gated_gnn(h_self, nodes, at, add, erase)
     want = torch.stack([gated_gnn(h_self[s], nodes[s][slots[s]], add[s], erase[s]) for s in range(2)])
     assert torch.allclose(got, want, rtol=0, atol=1e-12)
-    params = [h_self, *nodes] + [p for l in add + erase for p in (l.weight, l.bias)]
+    params = [h_self, nodes] + [p for l in add + erase for p in (l.weight, l.bias)]
     for a, b_ in zip(grads(got, params), grads(want, params)):
         assert torch.allclose(a, b_, rtol=0, atol=1e-12)
+
+
+def test_rows_is_indexing():
+    """``_Rows`` (index_select forward, index_add_ backward) against advanced indexing, float64."""
+    torch.manual_seed(5)
+    srcs = [torch.randn(7, c, dtype=torch.float64, requires_grad=True) for c in (3, 4)]
+    idx = torch.randint(7, (2, 5, 3))
+    got = _Rows.apply(idx, *srcs)
+    want = [s[idx] for s in srcs]
+    gs = [torch.randn_like(w) for w in want]
+    for a, b_ in zip(got, want):
+        assert torch.equal(a, b_)
+    ga = torch.autograd.grad(got, srcs, gs)
+    gb = torch.autograd.grad(want, srcs, gs)
+    for a, b_ in zip(ga, gb):
+        assert torch.allclose(a, b_, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda a, b_: _Rows.apply(idx, a, b_), tuple(srcs))
+
+
+def node_inputs_reference(idx, ids, own, tables, embeds, u):
+    """:class:`_NodeInputs` by autograd on plain operations: per side the field sums of the
+    separate tables, the Bi-Interaction vector and the ID rows, padded to [2, u, D], and the own rows."""
+    outs = [[], [], []]
+    for s in range(2):
+        w = torch.cat(tables[s])
+        summed = (w[idx[s]]).sum(1)
+        squares = (w[idx[s]] ** 2).sum(1)
+        pad = torch.zeros(u - len(ids[s]), w.shape[1], dtype=w.dtype)
+        for o, x in zip(outs, (0.5 * (summed.pow(2) - squares), summed, embeds[s][ids[s]])):
+            o.append(torch.cat([x, pad]))
+    full = [torch.stack(o) for o in outs]
+    return (*full, *(f.reshape(2 * u, -1)[own] for f in full))
+
+
+def test_node_inputs_against_autograd():
+    """``_NodeInputs`` (hand-written backward) against autograd on the plain operations, float64:
+    values and the gradients of every table, with a node appearing twice among the own rows."""
+    from agnn.model import _NodeInputs
+
+    gen = torch.Generator().manual_seed(6)
+    d = 4
+    vocab = ((3, 5), (2, 4, 3))  # item fields, user fields
+    tables = [[torch.randn(v, d, generator=gen, dtype=torch.float64, requires_grad=True) for v in side]
+              for side in vocab]
+    embeds = [torch.randn(n, d, generator=gen, dtype=torch.float64, requires_grad=True) for n in (9, 6)]
+    ids = (torch.tensor([0, 2, 3, 5, 8]), torch.tensor([1, 4, 5]))
+    idx = []
+    for side, n in zip(vocab, (5, 3)):  # joined-table rows: column c of field c
+        off = torch.tensor([0, *torch.tensor(side).cumsum(0)[:-1].tolist()])
+        idx.append(torch.stack([torch.randint(v, (n,), generator=gen) for v in side], 1) + off)
+    u = 5
+    own = torch.tensor([[0, 4, 4], [u + 2, u + 0, u + 2]])
+    params = [t for side in tables for t in side] + embeds
+
+    def fast(*ps):
+        return _NodeInputs.apply(tuple(idx), ids, own, (2, 3), *ps)
+
+    def ref(*ps):
+        return node_inputs_reference(idx, ids, own, [list(ps[:2]), list(ps[2:5])], list(ps[5:]), u)
+
+    got, want = fast(*params), ref(*params)
+    for a, b_ in zip(got, want):
+        assert torch.allclose(a, b_, rtol=0, atol=1e-12)
+    gs = [torch.randn(w.shape, generator=gen, dtype=torch.float64) for w in want]
+    for a, b_ in zip(torch.autograd.grad(got, params, gs), torch.autograd.grad(want, params, gs)):
+        assert torch.allclose(a, b_, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(fast, tuple(params))
 
 
 def test_evae_losses_are_the_per_side_evaes_with_the_same_noise():
@@ -123,3 +191,4 @@ def test_forward_equals_the_per_side_forward_on_an_odd_batch_size():
         assert torch.equal(draws_after, torch.randn(3))  # the same amount of noise consumed
         for g, w in zip(got, want):
             assert torch.allclose(g, w, rtol=0, atol=1e-10), (mode, (g - w).abs().max().item())
+
