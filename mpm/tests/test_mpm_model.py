@@ -106,3 +106,30 @@ def test_dropout_keeps_three_quarters_and_the_mean():
     assert abs(y.mean().item() - 1.0) < 0.01
     assert torch.equal(d.eval()(x), x)
     assert isinstance(Dropout(0.1).train()(x), torch.Tensor)  # non-multiple of 1/256: F.dropout
+
+
+def test_detector_in_row_blocks_equals_the_unchunked_form_in_float64():
+    """``PreferenceMLP.forward_time_major`` in row blocks (``_DetectorMLPFunction``, hand-written backward)
+    against each layer on all rows at once (``chunk=None``, autograd), float64: outputs and the gradients of
+    both inputs and every weight, for a batch that is not a multiple of the block size (37 examples, blocks
+    of 16: 16, 16, 5 rows per time step) and a non-uniform output gradient."""
+    from mpm.model import PreferenceMLP
+
+    torch.manual_seed(0)
+    length, b, d = 4, 37, 8
+    mlp = PreferenceMLP((2 * d, 24, 12, 8)).double()
+    left = torch.randn(length * b, d, dtype=torch.float64)
+    right = torch.randn(b, d, dtype=torch.float64)
+    gout = torch.randn(b, length, 8, dtype=torch.float64)
+    results = []
+    for chunk in (16, None):
+        mlp.zero_grad(set_to_none=True)
+        lf, rt = left.clone().requires_grad_(), right.clone().requires_grad_()
+        out = mlp.forward_time_major(lf, rt, length, chunk=chunk)
+        assert out.shape == (b, length, 8)
+        assert 0.2 < float((out > 0).double().mean()) < 0.9          # the ReLUs cut somewhere
+        out.backward(gout)
+        results.append([out.detach(), lf.grad, rt.grad, *(p.grad for p in mlp.parameters())])
+    for got, ref in zip(*results):
+        assert got.shape == ref.shape
+        torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
