@@ -88,7 +88,7 @@ def test_meta_network_output_shapes(tiny_folder, rank):
     h, d = hp.latdim // 2, hp.latdim
     assert out["uW1"].shape == (TINY_USERS, h, rank) and out["uW2"].shape == (TINY_USERS, rank, h)
     assert out["iW1"].shape == (TINY_ITEMS, h, rank) and out["iW2"].shape == (TINY_ITEMS, rank, h)
-    assert pout["w1"].shape == (6, 3 * d, d) and pout["b1"].shape == (6, d) and pout["w2"].shape == (6, d)
+    assert pout["meta"].shape == (6, 3 * d) and pout["b1"].shape == (6, d) and pout["w2"].shape == (6, d)
     assert len(ulat) == 4 and all(x.shape == (TINY_USERS, d) for x in ulat)
     assert all(x.shape == (TINY_ITEMS, d) for x in ilat)
 
@@ -139,3 +139,35 @@ def test_csr_product_equals_notebook_sparse_dense_matmul_and_its_gradient():
     np.testing.assert_allclose(o, r, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(ot, rt, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(g1, g2, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("rows", [0, 1, 7, 64, 150])
+def test_chunked_per_pair_product_equals_the_notebook_form_and_its_gradient(dtype, tol, rows):
+    """per_pair_product in chunks (hand-written gradient) == reshape(meta W3) and a batched matmul
+    differentiated by TF (chunk=0): values and d/dx, d/dmeta, d/dW3, for row counts below, equal
+    to and not a multiple of the chunk, a single row and none; forward-only (training=False) too."""
+    from mbgmn_tf.model import per_pair_product
+
+    d, din, chunk = 4, 12, 7  # din = 3d = 12: W3-gradient blocks of 8 and 4 x-components (W3_GRAD_BLOCK 8)
+    rng = np.random.default_rng(rows)
+    xv, mv = rng.standard_normal((rows, din)), rng.standard_normal((rows, din))
+    wv, rv = rng.standard_normal((din, din * d)), rng.standard_normal((rows, d))
+    graph = tf.Graph()
+    with graph.as_default():
+        x, m, w = (tf.constant(v.astype(dtype)) for v in (xv, mv, wv))
+        r = tf.constant(rv.astype(dtype))
+        outs = {}
+        for name, kw in {"plain": dict(chunk=0), "chunked": dict(chunk=chunk), "forward": dict(chunk=chunk, training=False)}.items():
+            y = per_pair_product(x, m, w, d, **kw)
+            grads = tf.gradients(tf.reduce_sum(y * r), [x, m, w]) if name != "forward" else []
+            outs[name] = [y, *grads]
+    with tf.Session(graph=graph) as sess:
+        got = sess.run(outs)
+    want = np.einsum("ni,nj,jik->nk", xv, mv, wv.reshape(din, din, d))
+    assert got["plain"][0].shape == (rows, d) and got["chunked"][0].shape == (rows, d)
+    np.testing.assert_allclose(got["plain"][0], want, rtol=tol, atol=tol * 10)
+    for a, b in zip(got["chunked"], got["plain"]):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * max(1.0, float(np.abs(b).max(initial=0))))
+    np.testing.assert_array_equal(got["forward"][0], got["chunked"][0])
