@@ -10,11 +10,11 @@ IMPLEMENTED = True
 # slow down badly on the shared 2-core machine).
 # Selection: the epoch with the lowest validation RMSE (the authors' notebook tracks the lowest
 # RMSE on the file it reports on), RMSE and MAE of that epoch; the last epoch is in summary.json.
-# epoch_seconds: README "Speed": after the second round of issue 15 the speed-up measured 1.86-2.00x
-# per training epoch and 1.59-1.67x on evaluation (`python -m common.bench compare --rounds 2 e73d588 --
-# $PWD/.venv/bin/python $PWD/agnn/bench.py --threads 1`, two runs 2026-11-30 09:51-10:07 UTC, heavily
-# loaded machine); the lower ends applied to the quiet-machine cost of the code before issue 15
-# (13.44 s training + 0.75 s evaluation per epoch): 13.44 / 1.86 + 0.75 / 1.59 = 7.2 + 0.5 = 7.7 s
+# epoch_seconds: README "Speed": after the third round of issue 15 the speed-up measured 2.00-2.05x
+# per training epoch and 1.47-1.77x on evaluation (`python -m common.bench compare --rounds 3 e73d588 --
+# $PWD/.venv/bin/python $PWD/agnn/bench.py --threads 1`, two runs 2026-11-30 12:44-12:59 UTC, idle
+# machine); the lower ends applied to the quiet-machine cost of the code before issue 15
+# (13.44 s training + 0.75 s evaluation per epoch): 13.44 / 2.00 + 0.75 / 1.47 = 6.7 + 0.5 = 7.2 s
 # for every setting.
 # setup_seconds: python start-up, data loading and, for the
 # built graph, its construction (README one-epoch ICS run: 20.7 s wall - 12.8 s epoch = 8 s).
@@ -26,7 +26,7 @@ IMPLEMENTED = True
 # runs one after another, so that is their wall time alone on the machine (all 15: ~139 s <= 150 s).
 # The wall time here was 17:40 because ~10 processes shared the 2 cores.
 _COMMON = dict(
-    dataset="agnn-ml100k", epochs=20, epoch_seconds=7.7, seeds=(0, 1, 2),
+    dataset="agnn-ml100k", epochs=20, epoch_seconds=7.2, seeds=(0, 1, 2),
     quick_args=("--epochs", "1", "--max-train-rows", "256", "--max-eval-rows", "2048"),
     selection="best test epoch by RMSE (authors' rule)", metrics=("rmse", "mae"),
     curve=("rmse", "mae", "train_rmse"), lower_is_better=("rmse", "mae"),

@@ -6,11 +6,12 @@ IMPLEMENTED = True
 # What `make reproduce PAPER=mbgmn_tf` runs: Beibei with the authors' settings (100 epochs of 40
 # steps of 256 users, test after epochs 1, 4, ..., 100 on all 10,000 test users, negatives redrawn
 # at every test). Tmall cannot run here: the mirror lacks trn_pv, trn_cart and trn_buy (README, Data).
-# epoch_seconds (README, Speed): `python -m mbgmn_tf.bench --threads 2 --steps 2 --test-users 2000`
-#   after the issue-15 speed-up, 2026-11-30, both cores otherwise idle: 5.37-5.44 s per step of the
-#   authors' batch = 215-218 s per 40-step epoch, plus a test pass of 10,000 users (~15 s) every
-#   third epoch: ~220 s per epoch (one thread with the other core busy: ~500 s). The 110-123 s
-#   measured on 2026-11-23 do not hold on today's machine (README, Speed). setup_seconds: TensorFlow
+# epoch_seconds (README, Speed): `python -m mbgmn_tf.bench --threads 2 --steps 2 --test-users 2000
+#   --full-users 10` after the chunked per-pair product of issue 15, 2026-11-30 12:59 UTC, both cores
+#   otherwise idle: 4.87 s per step of the authors' batch = 195 s per 40-step epoch, plus a test pass
+#   of 10,000 users (~10 s) every third epoch: ~200 s per epoch (one thread: 6.8 s per step, ~275 s
+#   per epoch, README, Speed). The 110-123 s measured on 2026-11-23 do not hold on today's machine
+#   (README, Speed). setup_seconds: TensorFlow
 #   import, loading the four pickles, graph
 #   build and adjacency load (the notebook's graph build alone: 14 s, shared/docs/REFERENCE_RUNS.md).
 # QUICK (make reproduce QUICK=1, a smoke run): 4 training steps of the authors' batch and one test
@@ -23,7 +24,7 @@ HEADLINE = ("hr@10", "ndcg@10")
 
 JOBS = [
     dict(name="beibei", dataset="beibei", setting="", args=("--dataset", "beibei", "--no-progress"),
-         epochs=100, epoch_seconds=220.0, setup_seconds=30.0,
+         epochs=100, epoch_seconds=200.0, setup_seconds=30.0,
          quick_args=("--epochs", "1", "--max-train-steps", "4", "--test-users", "2000", "--threads", "1"),
          quick_seconds=120.0,
          selection="last epoch", metrics=HEADLINE,
