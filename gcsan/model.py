@@ -371,11 +371,14 @@ class SelfAttentionLayer(nn.Module):
                                               (B, 1, D), pk.order)
 
 
+MASK_VALUE = -10000.0  # the authors' additive attention mask value (GCSAN.get_attention_mask)
+
+
 def causal_attention_mask(seq: torch.Tensor) -> torch.Tensor:
     """Additive left-to-right mask [B, 1, L, L]: 0 where query i may see key j (j <= i, j real), else -10000."""
     L = seq.shape[1]
     allowed = (seq > 0)[:, None, None, :] & torch.ones(L, L, dtype=torch.bool, device=seq.device).tril()
-    return (1.0 - allowed.float()) * -10000.0
+    return (1.0 - allowed.float()) * MASK_VALUE
 
 
 # ----------------------------------------------------------------------------- packed real positions
@@ -456,7 +459,7 @@ def causal_mask(l: int, like: torch.Tensor) -> torch.Tensor:
     key = (l, like.device, like.dtype)
     if key not in _causal_cache:
         allowed = torch.ones(l, l, dtype=torch.bool, device=like.device).tril()
-        _causal_cache[key] = ((1.0 - allowed.to(like.dtype)) * -10000.0)
+        _causal_cache[key] = (1.0 - allowed.to(like.dtype)) * MASK_VALUE
     return _causal_cache[key]
 
 
