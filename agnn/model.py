@@ -101,13 +101,14 @@ class EVAE(nn.Module):
 
 
 def kl_term(z: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor, kind: str) -> torch.Tensor:
-    """Batch mean of ``0.5 * sum_d(exp(.) + mu^2 - 1 - log_var)`` (paper's KL in L_recon).
+    """Batch mean of ``0.5 * sum_d(exp(.) + mu^2 - 1 - log_var)`` (paper's KL in L_recon):
+    [..., B, D] -> [...] (one value per side for the stacked [2, B, D] of :meth:`AGNN._evae_losses`).
 
     ``kind="authors"`` puts the sampled z in exp(.), as the authors' code does; ``"standard"``
     uses log_var (the closed-form KL(N(mu, var) || N(0, 1))).
     """
     inner = torch.exp(z) if kind == "authors" else torch.exp(log_var)
-    return torch.mean(0.5 * torch.sum(inner + mu**2 - 1.0 - log_var, dim=1))
+    return torch.mean(0.5 * torch.sum(inner + mu**2 - 1.0 - log_var, dim=-1), dim=-1)
 
 
 def attribute_interaction(feat: torch.Tensor, dense_bi: nn.Linear, dense_si: nn.Linear) -> torch.Tensor:
@@ -517,9 +518,7 @@ class AGNN(nn.Module):
         z = mu + torch.exp(log_var / 2) * eps
         rec = paired(hx, F.relu(paired(zh, z)))
         recon = torch.linalg.vector_norm(rec - pref, dim=(1, 2)).sum()
-        inner = torch.exp(z) if self.cfg.kl == "authors" else torch.exp(log_var)
-        kl = (0.5 * torch.sum(inner + mu**2 - 1.0 - log_var, dim=2)).mean(dim=1).sum()
-        return recon, kl
+        return recon, kl_term(z, mu, log_var, self.cfg.kl).sum()
 
     def loss(self, b, vae_lambda: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
         """Authors' objective: summed squared error + vae_lambda * (recon + KL)."""
