@@ -92,10 +92,14 @@ def step(steps: int, chunks: list[int]) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, os.getcwd())
-    mode = sys.argv[1]
-    if mode == "block":
-        block(int(sys.argv[2]), int(sys.argv[3]), [int(c) for c in sys.argv[4].split(",")])
-    elif mode == "step":
-        step(int(sys.argv[2]), [int(c) for c in sys.argv[3].split(",")])
-    else:
-        sys.exit(__doc__)
+    argv = sys.argv[1:]
+    try:
+        if argv[:1] == ["block"] and len(argv) == 4:
+            args = (int(argv[1]), int(argv[2]), [int(c) for c in argv[3].split(",")])
+        elif argv[:1] == ["step"] and len(argv) == 3:
+            args = (int(argv[1]), [int(c) for c in argv[2].split(",")])
+        else:
+            raise ValueError
+    except ValueError:
+        sys.exit(f"predictor_ab: unusable arguments {' '.join(argv) or '(none)'}; usage:\n{__doc__}")
+    (block if argv[0] == "block" else step)(*args)

@@ -8,6 +8,9 @@ object. README "Speed", "What 2x would need":
     python -m mpm.bench_blocks 10
 """
 import collections, json, sys, time
+if len(sys.argv) != 2 or not sys.argv[1].isdigit() or not 1 <= int(sys.argv[1]) <= 200:
+    sys.exit(f"bench_blocks: give the number of timed steps, 1 to 200 (one ML-100k epoch has 222; got {sys.argv[1:]}): "
+             "python -m mpm.bench_blocks 10")
 import numpy as np, torch
 torch.set_num_threads(1)
 import mpm.model as M
