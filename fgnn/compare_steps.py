@@ -5,11 +5,12 @@ whose bench.py prints no BENCH_JSON; give its absolute path so both trees run th
 
     python -m common.bench compare --rounds 3 e73d588 -- python $PWD/fgnn/compare_steps.py 12
 
-Times N training steps (after 3 warm-up steps) and 20 test batches on Diginetica, 1 thread.
+Times N training steps (after 3 warm-up steps) and 20 test batches on Diginetica; torch threads: the
+second argument (default 1), e.g. `compare_steps.py 40 2` for the 2 cores.
 """
 import json, sys, time
 import torch
-torch.set_num_threads(1)
+torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 from common.bench import sgemm_rate
 from fgnn.data import SessionBatches, load_dataset
 from fgnn.main import evaluate, make_model, parse_args

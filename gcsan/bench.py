@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-ml1m-scale", action="store_true", help="skip the ML-1m-scale evaluation timing")
+    p.add_argument("--no-draw-ahead", action="store_true", help="draw the dropout masks inline (as gcsan.main)")
     a = p.parse_args(argv)
     allocator = keep_freed_memory()
     args = build_parser().parse_args(["--dataset", a.dataset, "--protocol", a.protocol, "--device", a.device]
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
         with ph("data"):
             seq, length, target = to_torch(data.train.batch(idx), a.device)
         with ph("forward"):
+            if not a.no_draw_ahead:
+                model.draw_ahead(*seq.shape)  # as train_epoch
             loss = model.loss(seq, length, target)
             loss.item()
         with ph("backward"):

@@ -2,7 +2,8 @@
 
     python -m common.bench compare --rounds 2 e73d588 -- python $(pwd)/gcsan/compare_steps.py 2
 
-Imports gcsan from the tree on PYTHONPATH (compare sets it to each tree): 1 thread, ML-100k batch
+Imports gcsan from the tree on PYTHONPATH (compare sets it to each tree): 1 thread (or the second
+argument's count, e.g. `compare_steps.py 2 2` for the 2 cores; `--no-draw-ahead` last: masks drawn inline), ML-100k batch
 4096, one warm-up and N timed steps of the epoch's order, then a full-sort evaluation of test. Uses
 `main.keep_freed_memory` where the tree has it. Reports wall time (`step_s`, `epoch_s`) and the
 process's CPU time (`step_cpu_s`, `epoch_cpu_s`; less sensitive to other jobs on the machine)."""
@@ -12,8 +13,9 @@ import gcsan.main as gm
 from gcsan.data import load
 from gcsan.model import GCSAN
 alloc = getattr(gm, "keep_freed_memory", lambda: False)()
-torch.set_num_threads(1)
+torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+NO_AHEAD = "--no-draw-ahead" in sys.argv
 data = load("ml-100k", valid_portion=0.0, verbose=False)
 torch.manual_seed(0)
 model = GCSAN(data.n_items, **gm.MODEL_DEFAULTS); model.train()
@@ -23,6 +25,8 @@ bs = 4096
 batches = [order[i:i + bs] for i in range(0, len(order), bs)]
 def step(idx):
     seq, length, target = gm.to_torch(data.train.batch(idx), "cpu")
+    if hasattr(model, "draw_ahead") and not NO_AHEAD:  # as train_epoch (trees that have it)
+        model.draw_ahead(*seq.shape)
     loss = model.loss(seq, length, target); opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
 step(batches[0])
 t0, c0 = time.perf_counter(), time.process_time()

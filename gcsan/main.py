@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bucket-batches", action="store_true",
                    help="speed option, not RecBole's: batch examples of similar history length together "
                         "(within windows of 50 random batches) to cut padding; off by default")
+    p.add_argument("--no-draw-ahead", action="store_true",
+                   help="draw the dropout masks inline instead of on a second thread while the step's first "
+                        "layers run (the same masks and results either way; for timing)")
     p.add_argument("--max-train-batches", "--max-train-steps", dest="max_train_batches", type=positive_int,
                    default=None, help="stop each epoch after this many batches (smoke runs and timing only)")
     p.add_argument("--max-eval-examples", type=positive_int, default=None,
@@ -222,6 +225,8 @@ def train_epoch(model: GCSAN, opt: torch.optim.Optimizer, data: SeqData, cfg: di
             negative = torch.randint(1, data.n_items, target.shape, device=target.device)
             clash = negative == target
             negative[clash] = negative[clash] % (data.n_items - 1) + 1
+        if not cfg.get("no_draw_ahead"):
+            model.draw_ahead(*seq.shape)  # after the negatives: nothing else draws until the forward is done
         t1 = time.perf_counter()
         loss = model.loss(seq, length, target, negative)
         loss_value = loss.item()

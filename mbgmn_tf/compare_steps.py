@@ -2,7 +2,8 @@
 
     python -m common.bench compare --rounds 3 e73d588 -- python $PWD/mbgmn_tf/compare_steps.py 256 40 2 2000
 
-Arguments: batch, samp_num, timed steps (after one warm-up step), test users. One TF thread.
+Arguments: batch, samp_num, timed steps (after one warm-up step), test users, and optionally TF threads
+(default 1; `... 256 40 2 2000 2` for the 2 cores).
 Imports ``mbgmn_tf`` from the working directory (``compare`` runs it in each tree), using only what
 the code before the speed-up (e73d588) already had: ``main.Trainer``/``parse_args``,
 ``model.train_op``, ``Trainer.test_epoch``. Prints a last ``BENCH_JSON`` line (step_s, epoch_s,
@@ -15,8 +16,9 @@ import numpy as np
 from mbgmn_tf.data import load_dataset
 from mbgmn_tf.main import Trainer, parse_args
 batch, samp, steps, test_users = (int(x) for x in sys.argv[1:5])
+threads = sys.argv[5] if len(sys.argv) > 5 else "1"
 data = load_dataset("beibei")
-args = parse_args(["--batch", str(batch), "--samp-num", str(samp), "--threads", "1", "--test-users", str(test_users),
+args = parse_args(["--batch", str(batch), "--samp-num", str(samp), "--threads", threads, "--test-users", str(test_users),
                    "--fixed-test-negatives", "--no-progress", "--out", tempfile.mkdtemp()])
 tr = Trainer(args, data)
 m, rng = tr.model, np.random.default_rng(0)

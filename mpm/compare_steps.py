@@ -2,11 +2,11 @@
 
     python -m common.bench compare --rounds 1 e73d588 -- python $PWD/mpm/compare_steps.py 8
 
-N training steps (batch 2048, 1 thread) exactly as in mpm.main.train_epoch, then mpm.main.evaluate, with
+N training steps (batch 2048; torch threads: the second argument, default 1) exactly as in mpm.main.train_epoch, then mpm.main.evaluate, with
 the mpm package of the tree on PYTHONPATH (compare sets it to each tree); prints BENCH_JSON."""
 import json, sys, time
 import numpy as np, torch
-torch.set_num_threads(1)
+torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 from mpm.data import load
 from mpm.main import DEFAULTS, build_model, evaluate, parse_args, sample_epoch
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20

@@ -121,3 +121,35 @@ def test_bench_counts_sparse_products_by_nonzeros():
     b = torch.randn(6, 4)
     assert torch_flops(lambda: a @ b) == 2 * 6 * 4
     assert torch_flops(lambda: torch.randn(5, 6) @ b) == 2 * 5 * 6 * 4
+
+
+@pytest.mark.parametrize("n_layers,n_heads,p,loss_type", [(2, 2, 0.5, "CE"), (1, 1, 0.2, "CE"), (3, 2, 0.3, "BPR"),
+                                                          (2, 2, 1.0, "CE")])
+def test_draw_ahead_is_drawing_inline_bit_for_bit(n_layers, n_heads, p, loss_type):
+    """Masks drawn ahead on the worker thread: the same loss, gradients and generator state, bit for bit,
+    over several steps (a second call before the first masks are used is refused)."""
+    torch.manual_seed(0)
+    model = GCSAN(40, hidden_size=8, n_layers=n_layers, n_heads=n_heads, inner_size=16, hidden_dropout=p,
+                  attn_dropout=p, loss_type=loss_type).train()
+    runs = {}
+    for ahead in (False, True):
+        out = []
+        torch.manual_seed(11)
+        for k in range(3):
+            seq, length, target = _batch(23 + k, 9 - k, 40, k)
+            negative = torch.randint(1, 40, target.shape) if loss_type == "BPR" else None  # as train_epoch: first
+            if ahead:
+                assert model.draw_ahead(*seq.shape) == 3 * n_layers
+            model.zero_grad()
+            loss = model.loss(seq, length, target, negative)
+            loss.backward()
+            out.append((loss.detach(), [q.grad.clone() for q in model.parameters()], torch.get_rng_state()))
+        runs[ahead] = out
+    for (l0, g0, s0), (l1, g1, s1) in zip(runs[False], runs[True]):
+        assert torch.equal(l0, l1) and torch.equal(s0, s1)
+        assert all(torch.equal(a, b) for a, b in zip(g0, g1))
+    seq, length, _ = _batch(12, 5, 40, 7)
+    model.draw_ahead(*seq.shape)
+    with pytest.raises(RuntimeError, match="not all used"):
+        model.draw_ahead(*seq.shape)
+    assert model.eval().draw_ahead(*seq.shape) == 0
