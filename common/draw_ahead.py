@@ -4,9 +4,10 @@ A step's dropout masks depend only on the batch's shape, and drawing them is ser
 one generator (GC-SAN: ``bernoulli_`` over 48 M values per batch). Submitted here in the order the
 forward would draw them, they are drawn by a single worker thread, which runs its tasks one after
 another in that order: the masks, and the generator's state after them, are exactly those of drawing
-inline, provided nothing else draws from the generator until the forward has taken them all. The
-papers' models queue the futures per dropout module and refuse to queue a step's masks while an
-earlier step's are still unused.
+inline, provided nothing else draws from the generator until the forward has taken them all.
+``gcsan.model.GCSAN.draw_ahead`` queues the futures per dropout module and refuses to queue a step's
+masks while an earlier step's are still unused. (Tried for MPM's TCN masks too: no gain on both cores;
+mpm/README.md, Speed.)
 """
 from __future__ import annotations
 
