@@ -667,21 +667,21 @@ class GCSAN(nn.Module):
         return plan
 
     def draw_ahead(self, batch: int, length: int) -> int:
-        """Start drawing the dropout masks of the next :meth:`forward_packed` (training mode) on a second
-        thread, in the order the forward would draw them, and return how many were queued.
+        """Start drawing the dropout masks of the next :meth:`forward_packed` (training mode, CPU) on a
+        second thread, in the order the forward would draw them, and return how many were queued.
 
         Speed only: the draws (``bernoulli_``, about 11 ns a value on this CPU, 48 M values per ML-100k
         batch of 4096, a sixth of a training step) are serial; drawn while this thread runs the GNN and
         the first projections, they overlap with them. The masks and the generator's final state are
         exactly those of drawing inline (tested), provided nothing else draws from torch's generator
         until the forward has taken them: call it after the step's other draws (BPR negatives)."""
-        if not (self.training and self.packed and self.last_query_only):
-            return 0
+        dtype, device = self.item_embedding.weight.dtype, self.item_embedding.weight.device
+        if not (self.training and self.packed and self.last_query_only and device.type == "cpu"):
+            return 0  # on a GPU the draws are asynchronous kernels already
         plan = [(m, shape) for m, shape in self.dropout_plan(batch, length) if m.training and m.p > 0]
         if any(getattr(m, "drawn_ahead", None) for m, _ in plan):
             raise RuntimeError("dropout masks drawn ahead for an earlier step were not all used: the random "
                                "stream would no longer match drawing inline")
-        dtype, device = self.item_embedding.weight.dtype, self.item_embedding.weight.device
         for m, shape in plan:
             if getattr(m, "drawn_ahead", None) is None:
                 m.drawn_ahead = deque()
