@@ -9,6 +9,9 @@ Times N training steps (after 3 warm-up steps) and 20 test batches on Diginetica
 second argument (default 1), e.g. `compare_steps.py 40 2` for the 2 cores.
 """
 import json, sys, time
+_a = sys.argv[1:]
+if len(_a) > 2 or not all(x.isdigit() and int(x) > 0 for x in _a):
+    sys.exit(f"compare_steps: unusable arguments {_a}; usage: python fgnn/compare_steps.py [STEPS (20)] [THREADS (1)]")
 import torch
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 from common.bench import sgemm_rate

@@ -12,10 +12,14 @@ import numpy as np, torch
 import gcsan.main as gm
 from gcsan.data import load
 from gcsan.model import GCSAN
+NO_AHEAD = sys.argv[-1] == "--no-draw-ahead"
+_a = sys.argv[1:len(sys.argv) - NO_AHEAD]
+if len(_a) > 2 or not all(x.isdigit() and int(x) > 0 for x in _a):
+    sys.exit(f"compare_steps: unusable arguments {sys.argv[1:]}; usage: python gcsan/compare_steps.py "
+             "[STEPS (3)] [THREADS (1)] [--no-draw-ahead]")
 alloc = getattr(gm, "keep_freed_memory", lambda: False)()
-torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 3
-NO_AHEAD = "--no-draw-ahead" in sys.argv
+torch.set_num_threads(int(_a[1]) if len(_a) > 1 else 1)
+N = int(_a[0]) if _a else 3
 data = load("ml-100k", valid_portion=0.0, verbose=False)
 torch.manual_seed(0)
 model = GCSAN(data.n_items, **gm.MODEL_DEFAULTS); model.train()

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import math
 import warnings
+import threading
 from collections import deque
-from typing import NamedTuple
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from common.draw_ahead import submit as submit_draw
 
 
 # ----------------------------------------------------------------------------- Eq. 1
@@ -437,7 +437,7 @@ def draw_dropout(module: nn.Module, shape: tuple[int, ...], like: torch.Tensor) 
     bool one: the same draws, 1 byte a value), none for p = 0 or in eval mode (None), all dropped
     without a draw for p = 1. ``x.mul(mask).mul_(scale)`` is bit-identical to ``module(x)``, and the
     random stream is left where ``module(x)`` leaves it (tested). When :meth:`GCSAN.draw_ahead` has
-    drawn the mask already (on ``common.draw_ahead``'s thread, in this same order), that mask is taken."""
+    drawn the mask already (on :func:`submit_draw`'s thread, in this same order), that mask is taken."""
     p = module.p
     if not module.training or p == 0:
         return None
@@ -457,6 +457,22 @@ def _draw_mask(p: float, shape: tuple[int, ...], device: torch.device, dtype: to
         return DropoutDraw(torch.zeros(shape, dtype=torch.bool, device=device), 1.0)
     mask = torch.empty(shape, dtype=torch.bool, device=device).bernoulli_(1 - p)
     return DropoutDraw(mask, torch.ones((), dtype=dtype).div_(1 - p).item())
+
+
+_draw_worker: ThreadPoolExecutor | None = None
+_draw_worker_lock = threading.Lock()
+
+
+def submit_draw(fn: Callable[..., Any], *args: Any) -> Future:
+    """Run fn(*args) on the one draw-ahead thread (:meth:`GCSAN.draw_ahead`), after everything submitted
+    before it. One worker runs its tasks one after another in submission order, so draws made there
+    leave torch's generator exactly as drawing them inline in that order would, provided nothing else
+    draws from it meanwhile."""
+    global _draw_worker
+    with _draw_worker_lock:
+        if _draw_worker is None:
+            _draw_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcsan-draw-ahead")
+    return _draw_worker.submit(fn, *args)
 
 
 def dropout_rows(module: nn.Dropout, x: torch.Tensor, shape: tuple[int, ...], rows: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,12 @@ sys.path.insert(0, os.getcwd())
 import numpy as np
 from mbgmn_tf.data import load_dataset
 from mbgmn_tf.main import Trainer, parse_args
-batch, samp, steps, test_users = (int(x) for x in sys.argv[1:5])
-threads = sys.argv[5] if len(sys.argv) > 5 else "1"
+_a = sys.argv[1:]
+if len(_a) not in (4, 5) or not all(x.isdigit() and int(x) > 0 for x in _a):
+    sys.exit(f"compare_steps: unusable arguments {_a}; usage: python mbgmn_tf/compare_steps.py "
+             "BATCH SAMP_NUM STEPS TEST_USERS [THREADS (1)]")
+batch, samp, steps, test_users = (int(x) for x in _a[:4])
+threads = _a[4] if len(_a) > 4 else "1"
 data = load_dataset("beibei")
 args = parse_args(["--batch", str(batch), "--samp-num", str(samp), "--threads", threads, "--test-users", str(test_users),
                    "--fixed-test-negatives", "--no-progress", "--out", tempfile.mkdtemp()])

@@ -5,6 +5,9 @@
 N training steps (batch 2048; torch threads: the second argument, default 1) exactly as in mpm.main.train_epoch, then mpm.main.evaluate, with
 the mpm package of the tree on PYTHONPATH (compare sets it to each tree); prints BENCH_JSON."""
 import json, sys, time
+_a = sys.argv[1:]
+if len(_a) > 2 or not all(x.isdigit() and int(x) > 0 for x in _a):
+    sys.exit(f"compare_steps: unusable arguments {_a}; usage: python mpm/compare_steps.py [STEPS (20)] [THREADS (1)]")
 import numpy as np, torch
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 from mpm.data import load

@@ -153,3 +153,24 @@ def test_draw_ahead_is_drawing_inline_bit_for_bit(n_layers, n_heads, p, loss_typ
     with pytest.raises(RuntimeError, match="not all used"):
         model.draw_ahead(*seq.shape)
     assert model.eval().draw_ahead(*seq.shape) == 0
+
+
+def test_submit_draw_runs_tasks_in_order_on_one_worker_thread():
+    """The draw-ahead worker: tasks in submission order, on one thread other than the caller's, and
+    draws there continue the caller's random stream."""
+    import threading
+
+    from gcsan.model import submit_draw
+
+    seen = []
+    futures = [submit_draw(lambda k=k: seen.append((k, threading.current_thread().name))) for k in range(200)]
+    for f in futures:
+        f.result()
+    assert [k for k, _ in seen] == list(range(200))
+    names = {n for _, n in seen}
+    assert len(names) == 1 and threading.current_thread().name not in names
+    torch.manual_seed(3)
+    want = [torch.rand(5) for _ in range(4)]
+    torch.manual_seed(3)
+    got = [submit_draw(torch.rand, 5) for _ in range(4)]
+    assert all(torch.equal(w, g.result()) for w, g in zip(want, got))
