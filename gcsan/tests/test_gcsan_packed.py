@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gcsan.model import GCSAN, draw_dropout, node_item_matrices, pack_positions, session_edges
+import gcsan.model as gcsan_model
+from gcsan.model import (GCSAN, bernoulli_from_integers_, draw_dropout, node_item_matrices, pack_positions,
+                          session_edges)
 
 
 def _batch(B: int, L: int, n_items: int, seed: int, width: int | None = None):
@@ -80,6 +82,36 @@ def test_dropout_draw_is_f_dropout_bit_for_bit():
     assert draw_dropout(nn.Dropout(0.0).train(), (3, 4), x) is None
     assert draw_dropout(nn.Dropout(0.5).eval(), (3, 4), x) is None
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_bernoulli_from_integers_is_bernoulli_bit_for_bit(monkeypatch):
+    """The integer form of the dropout draws: the same mask as bernoulli_ and the same generator state
+    after it, across chunk boundaries (a chunk of 1,000 values here; odd sizes, one value, a partial last
+    chunk), for rates whose q 2^53 is and is not an integer, on the global and on a private generator."""
+    monkeypatch.setattr(gcsan_model, "DRAW_CHUNK", 1000)
+    for q in (0.5, 0.8, 0.7, 1 / 3, 0.1, 1e-9, 1.0, 0.0):
+        for shape in ((1,), (999,), (1000,), (3, 1001), (7, 5, 211)):
+            torch.manual_seed(5)
+            want = torch.empty(shape, dtype=torch.bool).bernoulli_(q)
+            state = torch.get_rng_state()
+            torch.manual_seed(5)
+            got = bernoulli_from_integers_(torch.empty(shape, dtype=torch.bool), q)
+            assert torch.equal(got, want), (q, shape)
+            assert torch.equal(torch.get_rng_state(), state), (q, shape)
+        g, h = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+        want = torch.empty(2500, dtype=torch.bool).bernoulli_(q, generator=g)
+        assert torch.equal(bernoulli_from_integers_(torch.empty(2500, dtype=torch.bool), q, generator=h), want)
+        assert torch.equal(g.get_state(), h.get_state())
+    assert gcsan_model._integer_draws_are_bernoulli()  # so draw_dropout uses it on the CPU
+    # and draw_dropout with it is F.dropout bit for bit over several chunks
+    x = torch.randn(3, 1234)
+    torch.manual_seed(3)
+    want = F.dropout(x, 0.5, training=True)
+    state = torch.get_rng_state()
+    torch.manual_seed(3)
+    d = draw_dropout(nn.Dropout(0.5).train(), tuple(x.shape), x)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal((x * d.multiplier(d.mask)).view(torch.int32), want.view(torch.int32))
 
 
 def test_packing_groups_rows_by_length_and_keeps_positions():
