@@ -13,10 +13,10 @@ IMPLEMENTED = True
 #   Yoochoose 1/64/srgnn: best test MRR@20 at 26, no better epoch up to 30 (where the run was cut),
 #   so it stops after epoch 37 at the latest.
 # epoch_seconds (training + evaluation, 2-core CPU) from the README:
-#   ML-100k: 47.9 s per training epoch, measured on both cores (torch's default 2 threads) with the
-#   code of commit 72c4a7d (dropout masks drawn ahead), `python -m common.bench compare --rounds 3 e73d588
-#   -- ... gcsan/compare_steps.py 2 2`, 2026-11-30 15:22 UTC, idle machine: 2.52 s per batch of 4096
-#   x 19 batches (README Speed, Targets), + ~1 s for valid and test;
+#   ML-100k: 44.0 s per training epoch, measured on both cores (torch's default 2 threads) with the
+#   code of commit c47789d (dropout masks drawn ahead, as integers), `python -m common.bench compare
+#   --rounds 3 e73d588 -- ... gcsan/compare_steps.py 2 2`, 2026-11-30 18:08 UTC, idle machine: 2.31 s per
+#   batch of 4096 x 19 batches (README Speed, Targets), + ~1 s for valid and test;
 #   Diginetica/srgnn: 279 ex/s x 719,470 examples (~43 min, README Speed, RecBole batching) + ~110 s
 #   for the full sort of the 60,858 test examples; measured with the cores shared, so an over-estimate;
 #   Yoochoose 1/64/srgnn: not measured on CPU; Diginetica's cost scaled by examples (369,859) and
@@ -29,7 +29,7 @@ IMPLEMENTED = True
 
 JOBS = [
     dict(name="ml-100k-recbole", dataset="ml-100k", setting="recbole", args=("--dataset", "ml-100k", "--no-progress"),
-         epochs=35, epoch_seconds=49.0, setup_seconds=10.0,
+         epochs=35, epoch_seconds=45.0, setup_seconds=10.0,
          quick_args=("--epochs", "1", "--max-train-batches", "1", "--batch-size", "1024"), quick_seconds=60.0,
          selection="best validation epoch", metrics=("recall@10", "mrr@10", "ndcg@10"),
          curve=("loss", "valid/ndcg@10", "test/recall@10", "test/ndcg@10"), seeds=(2020,)),
