@@ -9,7 +9,7 @@ from torch import nn
 
 import gcsan.model as gcsan_model
 from gcsan.model import (GCSAN, bernoulli_from_integers_, draw_dropout, node_item_matrices, pack_positions,
-                          session_edges)
+                          session_edges, transposed_product)
 
 
 def _batch(B: int, L: int, n_items: int, seed: int, width: int | None = None):
@@ -129,7 +129,7 @@ def test_packing_groups_rows_by_length_and_keeps_positions():
         pack_positions(torch.tensor([[4, 5, 6]]), torch.tensor([2]))  # length disagrees
 
 
-def test_node_item_matrices_hold_the_edge_sums():
+def test_node_item_matrices_hold_the_edge_sums(monkeypatch):
     seq, _, _ = _batch(50, 8, 6, seed=1)
     g = session_edges(seq)
     n_items, N = 6, len(g.items)
@@ -142,8 +142,13 @@ def test_node_item_matrices_hold_the_edge_sums():
     m, ms = mats.m.to(torch.float64), mats.ms.to(torch.float64)
     torch.testing.assert_close(m @ table[:2 * n_items], want)
     torch.testing.assert_close(ms @ table, want + t_s[g.items])
-    torch.testing.assert_close(mats.mt.to_dense(), mats.m.to_dense().t())
-    torch.testing.assert_close(mats.mst.to_dense(), mats.ms.to_dense().t())
+    # the transposed products of the backward, against the dense transposes, chunk boundaries included
+    for chunk in (7, 4096):
+        monkeypatch.setattr(gcsan_model, "TRANSPOSE_CHUNK", chunk)
+        for a, rows in ((m, mats.m_rows), (ms, mats.ms_rows)):
+            d = torch.randn(N, 3, dtype=torch.float64)
+            torch.testing.assert_close(transposed_product(a, rows, d), a.to_dense().t() @ d)
+            assert torch.equal(rows, torch.repeat_interleave(torch.arange(N), a.crow_indices().diff()))
 
 
 def test_bench_counts_sparse_products_by_nonzeros():
