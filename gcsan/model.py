@@ -497,6 +497,8 @@ def bernoulli_from_integers_(mask: torch.Tensor, q: float, generator: torch.Gene
     and leaves the generator in the same state. The words go through a reused int64 buffer of
     :data:`DRAW_CHUNK` values. Checked against ``bernoulli_`` once per process
     (:func:`_integer_draws_are_bernoulli`; ``bernoulli_`` is used otherwise) and in the tests."""
+    if not mask.is_contiguous():  # bernoulli_ would fill it in its own iteration order, not memory order
+        raise ValueError("bernoulli_from_integers_ needs a contiguous mask")
     flat = mask.view(-1)
     n = flat.numel()
     bound = math.ceil(q * 2.0 ** 53)

@@ -2,6 +2,8 @@
 reference form (``GCSAN.forward_dense``, the padded computation): same outputs, losses and gradients
 up to float rounding, with dropout on and the same random stream, on batches of many lengths."""
 
+import threading
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,7 @@ from torch import nn
 
 import gcsan.model as gcsan_model
 from gcsan.model import (GCSAN, bernoulli_from_integers_, draw_dropout, node_item_matrices, pack_positions,
-                          session_edges, transposed_product)
+                          session_edges, submit_draw, transposed_product)
 
 
 def _batch(B: int, L: int, n_items: int, seed: int, width: int | None = None):
@@ -102,6 +104,8 @@ def test_bernoulli_from_integers_is_bernoulli_bit_for_bit(monkeypatch):
         want = torch.empty(2500, dtype=torch.bool).bernoulli_(q, generator=g)
         assert torch.equal(bernoulli_from_integers_(torch.empty(2500, dtype=torch.bool), q, generator=h), want)
         assert torch.equal(g.get_state(), h.get_state())
+    with pytest.raises(ValueError, match="contiguous"):
+        bernoulli_from_integers_(torch.empty(4, 6, dtype=torch.bool).t(), 0.5)
     assert gcsan_model._integer_draws_are_bernoulli()  # so draw_dropout uses it on the CPU
     # and draw_dropout with it is F.dropout bit for bit over several chunks
     x = torch.randn(3, 1234)
@@ -195,10 +199,6 @@ def test_draw_ahead_is_drawing_inline_bit_for_bit(n_layers, n_heads, p, loss_typ
 def test_submit_draw_runs_tasks_in_order_on_one_worker_thread():
     """The draw-ahead worker: tasks in submission order, on one thread other than the caller's, and
     draws there continue the caller's random stream."""
-    import threading
-
-    from gcsan.model import submit_draw
-
     seen = []
     futures = [submit_draw(lambda k=k: seen.append((k, threading.current_thread().name))) for k in range(200)]
     for f in futures:
