@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from common.cli import (DivergenceGuard, UserError, add_run_flags, nonnegative_float, nonnegative_int,
                         positive_float, positive_int, probability, run_cli)
 from common.jobs import reference_for
+from common.memory import keep_freed_memory  # noqa: F401  (gcsan.main.keep_freed_memory: bench, compare_steps)
 from common.metrics import full_ranks, ranking_metrics
 from common.runs import RunRecord, atomic_path, prepare_out
 from gcsan.data import SeqData, Split, load
@@ -139,29 +140,6 @@ def resolve_config(args: argparse.Namespace) -> dict:
         if v is not None and v is not False or k not in cfg:
             cfg[k] = v
     return cfg
-
-
-# ----------------------------------------------------------------------------- allocator
-def keep_freed_memory() -> bool:
-    """Keep freed blocks in the process instead of returning them to the kernel (glibc only).
-
-    A training step on ML-100k allocates and frees dozens of 50-200 MB activations. glibc serves
-    blocks above its mmap threshold (at most 32 MB) with fresh mmap'd pages and unmaps them on
-    free, so every step paid ~1.7 million page faults and ~40% of its CPU time in the kernel.
-    ``M_MMAP_MAX = 0`` serves every block from the heap and a huge ``M_TRIM_THRESHOLD`` keeps the
-    heap's freed top; after the first step the same pages are reused (the resident size stays at
-    its peak, ~4 GB for a batch of 4096). Only where memory comes from changes: outputs are
-    bit-identical. Returns whether both settings were accepted (False off glibc)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2 ** 31 - 1))
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -12,6 +12,7 @@ product rate timed in the same run (``common.bench.sgemm_rate``); the evaluation
 x 100 candidates -- on the dataset's own test cases and, when the authors' ML-1m split is in the
 mirror, on its 6,040 users x 100 candidates with an ML-1m-sized model (untrained: the time does not
 depend on the weights). The last line is ``BENCH_JSON {...}`` for ``python -m common.bench compare``.
+The allocator setting of ``mpm.main`` (``common.memory.keep_freed_memory``) is applied first, as in training.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 
 from common.bench import Phases, emit_json, sgemm_rate, share_line, torch_flops
 from common.datasets import DatasetUnavailableError
+from common.memory import keep_freed_memory
 from common.runs import hardware
 from mpm.data import RAW_FILES, load, load_official_test
 from mpm.main import DEFAULTS, build_model, evaluate, parse_args, sample_epoch
@@ -46,9 +48,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--eval-batch-users", type=int, default=64, help="users per evaluation batch")
     p.add_argument("--no-official", action="store_true", help="skip timing evaluation on the official ML-1m split")
     a = p.parse_args(argv)
+    allocator = keep_freed_memory()  # as mpm.main: where training's memory comes from
     if a.threads:
         torch.set_num_threads(a.threads)
-    print(f"hardware: {hardware()}, torch threads {torch.get_num_threads()}")
+    print(f"hardware: {hardware()}, torch threads {torch.get_num_threads()}; glibc keep_freed_memory: {allocator}")
     sgemm = sgemm_rate()
     print(f"sgemm 2048^3 float32, {torch.get_num_threads()} thread(s): {sgemm:.1f} GFLOP/s")
 

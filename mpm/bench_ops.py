@@ -30,6 +30,7 @@ import torch
 
 from common.bench import emit_json, sgemm_rate
 from common.cli import positive_int, run_cli
+from common.memory import keep_freed_memory
 from common.op_times import OpTimes
 from common.runs import hardware
 from mpm.data import load
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=positive_int, default=5, help="calls of each operator alone (best kept)")
     p.add_argument("--steps", type=positive_int, default=10, help="steps timed as they run (mean)")
     a = p.parse_args(argv)
+    allocator = keep_freed_memory()  # as mpm.main
     if a.threads:
         torch.set_num_threads(a.threads)
     threads = torch.get_num_threads()
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     sgemm = sgemm_rate()
     flops = ops.flops()
     alone = ops.total(alone=True)
-    print(f"[bench_ops] mpm ml-100k, batch {bs}, {hardware('cpu')}, torch {torch.__version__}, {threads} thread(s)")
+    print(f"[bench_ops] mpm ml-100k, batch {bs}, {hardware('cpu')}, torch {torch.__version__}, {threads} thread(s); glibc keep_freed_memory: {allocator}")
     print(ops.summary(top=20))
     print(f"sgemm 2048^3, {threads} thread(s): {sgemm:.1f} GFLOP/s; matrix FLOPs per step {flops / 1e9:.2f} G")
     print(f"step as it runs (mean of {len(runs)}): {step_s * 1e3:.1f} ms, of which Adam {adam_s * 1e3:.1f} ms; "

@@ -11,7 +11,9 @@ if len(_a) > 2 or not all(x.isdigit() and int(x) > 0 for x in _a):
 import numpy as np, torch
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 from mpm.data import load
+import mpm.main
 from mpm.main import DEFAULTS, build_model, evaluate, parse_args, sample_epoch
+alloc = getattr(mpm.main, "keep_freed_memory", lambda: False)()  # as mpm.main.main, where the tree has it
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 data = load("ml-100k")
 args = parse_args(["--dataset", "ml-100k", "--no-progress", "--device", "cpu"])
@@ -34,4 +36,5 @@ step_s = (time.perf_counter() - t0) / steps
 epoch_steps = (len(entry) + 2047) // 2048
 m = evaluate(model, data.test_users, data.test_items, data.test_history, data.test_negatives, 10, 64, "cpu")
 print("BENCH_JSON " + json.dumps({"step_s": step_s, "epoch_s": sample_s + step_s * epoch_steps,
-                                  "eval_s": m["eval_seconds"], "loss_last": loss.item()}))
+                                  "eval_s": m["eval_seconds"], "loss_last": loss.item(),
+                                  "allocator_setting": float(alloc)}))

@@ -35,6 +35,7 @@ from common.cli import (DataError, DivergenceGuard, add_run_flags, existing_file
                         positive_float, positive_int, probability, run_cli, writable_dir)
 from common.datasets import DatasetUnavailableError, fetch_file
 from common.jobs import reference_for
+from common.memory import keep_freed_memory
 from common.metrics import full_ranks, ranking_metrics, sampled_ranks
 from common.runs import RunRecord, atomic_path, comparison_table, prepare_out
 from mpm.data import (OFFICIAL_DATASET, RAW_FILES, TIE_ORDERS, MPMData, load, load_official_test,
@@ -369,6 +370,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     out = prepare_out(args.out, args.resume, args.overwrite)  # before any data loading or write
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", force=True)
+    keep_freed_memory()  # allocator only: outputs bit-identical (README "Speed")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
