@@ -10,9 +10,10 @@ IMPLEMENTED = True
 # ml-1m/ratings.dat is at hand.
 # epoch_seconds: the per-epoch cost at 1 thread: the 20-epoch runs of e73d588 took 32-35 s training +
 # ~0.6 s evaluation with one other single-thread job on the 2-core machine (683 s wall for 20 epochs);
-# the time-major TCN and the blocked detector MLP (README, Speed) made a training step 1.73x faster
-# (common.bench compare --rounds 3 against e73d588, 2026-11-30 12:48 UTC, idle machine):
-# 35 / 1.73 = 20 s training + 0.6 s evaluation; 21 s.
+# the time-major TCN, the blocked detector MLP and (these jobs run with --threads 1, so --draw-ahead auto
+# is on) the masks drawn on the second core (README, Speed) made a training step 2.03-2.11x faster
+# (common.bench compare --rounds 5 and 6 against e73d588, 2026-11-30 22:02-22:07 UTC, idle machine):
+# 35 / 2.03 = 17 s training + 0.6 s evaluation; 18 s.
 # setup_seconds: imports, cached preprocessing (0.006 s) and the
 # untrained evaluation.
 # QUICK (make reproduce QUICK=1): 1 epoch of 1 training step (batch 2048) per seed, 6 runs in all.
@@ -21,7 +22,7 @@ IMPLEMENTED = True
 # 2 cores) the same run took 28-42 s of wall time. `python -m common.reproduce mpm --quick 1` took
 # 79 s of CPU time in all, report included (263 s wall on the shared machine): alone, under 90 s.
 
-_COMMON = dict(epochs=20, epoch_seconds=21.0, setup_seconds=10.0, seeds=(0, 1, 2),
+_COMMON = dict(epochs=20, epoch_seconds=18.0, setup_seconds=10.0, seeds=(0, 1, 2),
                quick_args=("--epochs", "1", "--max-train-steps", "1"), quick_seconds=14.0,
                selection="best test epoch (authors' rule); last_*: last epoch",
                metrics=("hr@10", "ndcg@10", "last_hr@10", "last_ndcg@10"), curve=("hr@10", "ndcg@10"))

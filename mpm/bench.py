@@ -36,7 +36,7 @@ from common.datasets import DatasetUnavailableError
 from common.memory import keep_freed_memory
 from common.runs import hardware
 from mpm.data import RAW_FILES, load, load_official_test
-from mpm.main import DEFAULTS, build_model, evaluate, parse_args, sample_epoch
+from mpm.main import DEFAULTS, build_model, evaluate, parse_args, sample_epoch, use_draw_ahead
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -46,6 +46,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--steps", type=int, default=None, help="training steps to time (default: one full epoch)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--eval-batch-users", type=int, default=64, help="users per evaluation batch")
+    p.add_argument("--draw-ahead", choices=("auto", "on", "off"), default="auto", help="as in mpm.main")
     p.add_argument("--no-official", action="store_true", help="skip timing evaluation on the official ML-1m split")
     a = p.parse_args(argv)
     allocator = keep_freed_memory()  # as mpm.main: where training's memory comes from
@@ -87,10 +88,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         return users_t[e], item_t[sl], hist_t[e], label_t[sl]
 
     model.train()
+    ahead = use_draw_ahead(a.draw_ahead)
+    print(f"dropout masks drawn ahead on a second thread (--draw-ahead {a.draw_ahead}): {ahead}")
     for s in range(steps):
         with ph("data"):
             u, i, h, y = batch(s)
         with ph("forward"):
+            if ahead:
+                model.draw_ahead(len(y))  # as train_epoch
             loss = model.loss(u, i, h, y)
             loss.item()
         with ph("backward"):
@@ -125,7 +130,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"evaluation {a.dataset}: {len(data.test_users)} users x 100 candidates in {eval_s:.2f} s")
     record = {"step_s": step_s, "epoch_s": epoch_s, "eval_s": eval_s, "gflops_per_s": flops / step_s / 1e9,
               "sgemm_gflops": sgemm, "flops_per_step": flops, "steps_timed": steps,
-              "threads": torch.get_num_threads(), **{f"{k}_step_s": v / steps for k, v in ph.seconds.items()}}
+              "threads": torch.get_num_threads(), "draw_ahead": float(ahead), **{f"{k}_step_s": v / steps for k, v in ph.seconds.items()}}
     if not a.no_official:
         try:
             o = load_official_test()

@@ -14,6 +14,7 @@ from mpm.data import load
 import mpm.main
 from mpm.main import DEFAULTS, build_model, evaluate, parse_args, sample_epoch
 alloc = getattr(mpm.main, "keep_freed_memory", lambda: False)()  # as mpm.main.main, where the tree has it
+ahead = getattr(mpm.main, "use_draw_ahead", lambda *a: False)("auto")  # as train_epoch's default, where the tree has it
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 data = load("ml-100k")
 args = parse_args(["--dataset", "ml-100k", "--no-progress", "--device", "cpu"])
@@ -30,6 +31,7 @@ model.train()
 t0 = time.perf_counter()
 for s in range(steps):
     sl = slice(s * 2048, (s + 1) * 2048); e = E[sl]
+    if ahead: model.draw_ahead(len(e))
     loss = model.loss(U[e], I[sl], H[e], L[sl]); loss.item()
     opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
 step_s = (time.perf_counter() - t0) / steps
@@ -37,4 +39,4 @@ epoch_steps = (len(entry) + 2047) // 2048
 m = evaluate(model, data.test_users, data.test_items, data.test_history, data.test_negatives, 10, 64, "cpu")
 print("BENCH_JSON " + json.dumps({"step_s": step_s, "epoch_s": sample_s + step_s * epoch_steps,
                                   "eval_s": m["eval_seconds"], "loss_last": loss.item(),
-                                  "allocator_setting": float(alloc)}))
+                                  "allocator_setting": float(alloc), "draw_ahead": float(ahead)}))

@@ -19,6 +19,10 @@ be read offline, so blocks are named after its modules):
 from __future__ import annotations
 
 import math
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -71,6 +75,22 @@ def time_major_keep(dropout: nn.Module, batch: int, length: int, channels: int, 
             keep = torch.ge(bytes_, dropout._threshold, out=torch.empty(bytes_.shape, dtype=dtype))
             return keep.mul_(1.0 / (1.0 - dropout.p))                            # as Dropout.forward's product
     return dropout(torch.ones(shape, dtype=dtype, device=device)).transpose(0, 1).reshape(length * batch, channels)
+
+
+_draw_worker: ThreadPoolExecutor | None = None
+_draw_worker_lock = threading.Lock()
+
+
+def submit_draw(fn: Callable[..., Any], *args: Any) -> Future:
+    """Run fn(*args) on the one draw-ahead thread (:meth:`MPM.draw_ahead`), after everything submitted before
+    it. One worker runs its tasks one after another in submission order, so draws made there leave torch's
+    generator exactly as drawing them inline in that order would, provided nothing else draws from it
+    meanwhile."""
+    global _draw_worker
+    with _draw_worker_lock:
+        if _draw_worker is None:
+            _draw_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mpm-draw-ahead")
+    return _draw_worker.submit(fn, *args)
 
 
 def positive(a: torch.Tensor) -> torch.Tensor:
@@ -292,11 +312,24 @@ class TemporalBlock(nn.Module):
         """The same block on x [length * batch, channels] (row t * batch + b: time t of example b), the
         layout in which a causal shift is a slice of rows; no downsample. Dropout masks are drawn for
         [batch, length, channels], as ``forward`` draws them, and then laid out time-major."""
-        keep1 = time_major_keep(self.dropout1, batch, length, x.shape[1], x.dtype, x.device)
-        keep2 = time_major_keep(self.dropout2, batch, length, x.shape[1], x.dtype, x.device)
+        keep1 = self._keep(self.dropout1, batch, length, x)
+        keep2 = self._keep(self.dropout2, batch, length, x)
         taps = causal_taps(self.kernel_size, self.dilation, length)
         return _TemporalBlockFunction.apply(x, self.conv1.weight, self.conv1.bias, self.conv2.weight,
                                             self.conv2.bias, keep1, keep2, taps, taps, batch)
+
+    @staticmethod
+    def _keep(dropout: nn.Module, batch: int, length: int, x: torch.Tensor) -> "torch.Tensor | None":
+        """:func:`time_major_keep` for x, or the multiplier drawn ahead for it (:meth:`TemporalConvNet.draw_ahead`)."""
+        key = (batch, length, x.shape[1], x.dtype, x.device)
+        ahead = getattr(dropout, "drawn_ahead", None)
+        if ahead:
+            want, future = ahead.popleft()
+            if want != key:
+                raise RuntimeError(f"a dropout mask was drawn ahead for {want} but the forward needs {key}: the "
+                                   "random stream would no longer match drawing inline")
+            return future.result()
+        return time_major_keep(dropout, *key)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [batch, length, channels_in] -> [batch, length, channels_out] (channels last)."""
@@ -323,6 +356,29 @@ class TemporalConvNet(nn.Module):
     def time_major(self) -> bool:
         """Whether :meth:`forward_time_major` applies (no block needs a downsample)."""
         return all(block.downsample is None for block in self.network)
+
+    def draw_ahead(self, batch: int, length: int, dtype: torch.dtype, device: torch.device) -> int:
+        """Start drawing the dropout multipliers of the next :meth:`forward_time_major` on [batch, length]
+        (training mode, CPU) on a second thread, in the order the forward would draw them (block by block,
+        dropout1 then dropout2), and return how many were queued. Each block waits only for its own two.
+
+        Speed only: the draws (``Dropout.random_bytes``, one int64 word of torch's generator per 8 values) and
+        their time-major layout are serial work that overlaps with the convolutions on an otherwise idle
+        core. The multipliers and the generator's final state are exactly those of drawing inline (tested),
+        provided nothing else draws from torch's generator until the forward has taken them."""
+        if not (self.training and self.time_major and device.type == "cpu"):
+            return 0
+        plan = [(block, d) for block in self.network for d in (block.dropout1, block.dropout2)]
+        if any(getattr(d, "drawn_ahead", None) for _, d in plan):
+            raise RuntimeError("dropout masks drawn ahead for an earlier step were not all used: the random "
+                               "stream would no longer match drawing inline")
+        for block, d in plan:
+            if getattr(d, "drawn_ahead", None) is None:
+                d.drawn_ahead = deque()
+            channels = block.conv1.out_channels             # no downsample: in = out channels
+            key = (batch, length, channels, dtype, device)
+            d.drawn_ahead.append((key, submit_draw(time_major_keep, d, *key)))
+        return len(plan)
 
     def forward_time_major(self, history: torch.Tensor) -> torch.Tensor:
         """history [batch, length, dim] -> instant preferences [length * batch, dim], row t * batch + b."""
@@ -463,6 +519,13 @@ class MPM(nn.Module):
         detected = self.preference_mlp.forward_time_major(instant, item_e, h)     # [B, H, 32]
         general = self.preference_mlp(self.user_embed(user), item_e)              # [B, 32]
         return self.output_module(detected, general)                              # [B, 1]
+
+    def draw_ahead(self, batch: int) -> int:
+        """Start drawing the dropout masks of the next training forward on a batch of ``batch`` examples on a
+        second thread (:meth:`TemporalConvNet.draw_ahead`); returns how many were queued (0 where it does not
+        apply: evaluation mode, a GPU, a TCN with a downsample). Call it just before :meth:`loss`."""
+        w = self.item_embed.weight
+        return self.fine_grained_preference.draw_ahead(batch, self.history_size, w.dtype, w.device)
 
     def score(self, user: torch.Tensor, history: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         instant = self.fine_grained_preference(self.item_embed(history))         # [U, H, D]

@@ -1,11 +1,14 @@
 """mpm.model: shapes, gradients, causality, init quirks, and equality with the official layout
 (Conv1d + Chomp1d TCN, a Python loop over the 9 branches, concatenation before the output module)."""
 
+import copy
+
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mpm.model import MPM, Dropout, TemporalConvNet
+from mpm.model import MPM, Dropout, TemporalConvNet, submit_draw
 
 U, I, H = 13, 29, 9
 
@@ -133,3 +136,68 @@ def test_detector_in_row_blocks_equals_the_unchunked_form_in_float64():
     for got, ref in zip(*results):
         assert got.shape == ref.shape
         torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
+
+
+def _three_steps(model: MPM, ahead: bool, batch: int = 48):
+    """Three seeded training steps (loss, backward, SGD); returns the losses, the last gradients and torch's
+    generator state afterwards."""
+    gen = torch.Generator().manual_seed(1)
+    torch.manual_seed(5)
+    losses = []
+    for _ in range(3):
+        user = torch.randint(0, 30, (batch,), generator=gen)
+        item = torch.randint(0, 60, (batch,), generator=gen)
+        history = torch.randint(0, 60, (batch, 9), generator=gen)
+        label = torch.randint(0, 2, (batch,), generator=gen).float()
+        if ahead:
+            assert model.draw_ahead(batch) == 10
+        loss = model.loss(user, item, history, label)
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.1 * p.grad
+        losses.append(loss.detach())
+    return losses, [p.grad.clone() for p in model.parameters()], torch.get_rng_state()
+
+
+def test_masks_drawn_ahead_are_those_drawn_inline_bit_for_bit():
+    """MPM.draw_ahead: the same dropout multipliers from the same generator words, so the same losses, every
+    gradient and torch's generator state, bit for bit, over three steps (the second thread only moves the work)."""
+    torch.manual_seed(0)
+    a = MPM(30, 60)
+    b = copy.deepcopy(a)
+    a.train(), b.train()
+    la, ga, sa = _three_steps(a, ahead=False)
+    lb, gb, sb = _three_steps(b, ahead=True)
+    assert all(torch.equal(x, y) for x, y in zip(la, lb))
+    assert all(torch.equal(x, y) for x, y in zip(ga, gb))
+    assert torch.equal(sa, sb)
+
+
+def test_draw_ahead_refuses_what_would_break_the_stream():
+    torch.manual_seed(0)
+    m = MPM(30, 60)
+    m.eval()
+    assert m.draw_ahead(8) == 0                       # evaluation draws nothing
+    m.train()
+    assert m.draw_ahead(8) == 10
+    with pytest.raises(RuntimeError, match="not all used"):
+        m.draw_ahead(8)                               # the earlier step's masks were never taken
+    with pytest.raises(RuntimeError, match="drawn ahead for"):
+        m.loss(torch.zeros(16, dtype=torch.long), torch.zeros(16, dtype=torch.long),
+               torch.zeros(16, 9, dtype=torch.long), torch.zeros(16))   # batch 16, masks drawn for 8
+    submit_draw(lambda: None).result()                # the queued draws done before other tests draw
+
+
+def test_main_draws_ahead_only_where_a_core_is_free(monkeypatch):
+    from mpm import main
+
+    assert main.use_draw_ahead("on") and not main.use_draw_ahead("off")
+    monkeypatch.setattr(main.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(main.torch, "get_num_threads", lambda: 1)
+    assert main.use_draw_ahead("auto") and not main.use_draw_ahead("auto", "cuda")
+    monkeypatch.setattr(main.torch, "get_num_threads", lambda: 2)
+    assert not main.use_draw_ahead("auto")
+    with pytest.raises(SystemExit):
+        main.parse_args(["--draw-ahead", "sometimes"])
