@@ -219,8 +219,15 @@ def use_draw_ahead(setting: str, device: str = "cpu") -> bool:
     when torch's thread count leaves a core free (README "Speed": ~10% per step at 1 thread on 2 cores; no
     consistent gain when both cores run torch's threads)."""
     if setting == "auto":
-        return torch.device(device).type == "cpu" and torch.get_num_threads() < (os.cpu_count() or 1)
+        return torch.device(device).type == "cpu" and torch.get_num_threads() < available_cores()
     return setting == "on"
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else ``os.cpu_count``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def train_epoch(model: MPM, optimizer: torch.optim.Optimizer, data: MPMData, exclude: np.ndarray,

@@ -194,7 +194,8 @@ def test_main_draws_ahead_only_where_a_core_is_free(monkeypatch):
     from mpm import main
 
     assert main.use_draw_ahead("on") and not main.use_draw_ahead("off")
-    monkeypatch.setattr(main.os, "cpu_count", lambda: 2)
+    assert main.available_cores() >= 1
+    monkeypatch.setattr(main, "available_cores", lambda: 2)
     monkeypatch.setattr(main.torch, "get_num_threads", lambda: 1)
     assert main.use_draw_ahead("auto") and not main.use_draw_ahead("auto", "cuda")
     monkeypatch.setattr(main.torch, "get_num_threads", lambda: 2)
