@@ -52,7 +52,17 @@ def optimizer(model: AGNN):
     return make_optimizer(model, DEFAULTS["lr"], DEFAULTS["weight_decay"])
 
 
-def bench(mode: str, graph: str, batches: int, threads: int, seed: int = 0, do_eval: bool = True) -> dict:
+def _use_prefetch(setting: str) -> bool:
+    """main.use_prefetch (the older code has no prefetch: False)."""
+    try:
+        from agnn.main import use_prefetch
+    except ImportError:
+        return False
+    return use_prefetch(setting)
+
+
+def bench(mode: str, graph: str, batches: int, threads: int, seed: int = 0, do_eval: bool = True,
+          prefetch: str = "auto") -> dict:
     """Phase times over ``batches`` training batches (0 = a whole epoch), FLOPs of one step, the
     sgemm rate and the evaluation time."""
     if threads:
@@ -80,9 +90,14 @@ def bench(mode: str, graph: str, batches: int, threads: int, seed: int = 0, do_e
     phases = Phases()
     model.train()
     n = 0
+    ahead = _use_prefetch(prefetch)
     with phases("data"):
         rows = data.train[rng.permutation(len(data.train))]
-        it = builder.batches(rows, bs, rng, shuffle=False)
+        if ahead:   # as main.run: the batches built in a child process, ahead of the model
+            from agnn.data import prefetched_batches
+            it = prefetched_batches(builder, rows, bs, rng)
+        else:
+            it = builder.batches(rows, bs, rng, shuffle=False)
     while not batches or n < batches:
         with phases("data"):
             b = next(it, None)
@@ -104,7 +119,7 @@ def bench(mode: str, graph: str, batches: int, threads: int, seed: int = 0, do_e
         eval_s = time.perf_counter() - t
     return {"phases": phases, "batches": n, "epoch_batches": epoch_batches, "step_s": step_s,
             "epoch_s": step_s * epoch_batches if n < epoch_batches else phases.total(),
-            "eval_s": eval_s, "flops": flops, "sgemm": sgemm, "threads": torch.get_num_threads()}
+            "eval_s": eval_s, "flops": flops, "sgemm": sgemm, "threads": torch.get_num_threads(), "prefetch": ahead}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -114,12 +129,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--batches", type=int, default=0, help="stop after N batches (0 = whole epoch)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation timing")
+    p.add_argument("--prefetch", choices=("auto", "on", "off"), default="auto", help="as in agnn.main")
     args = p.parse_args(argv)
-    r = bench(args.mode, args.graph, args.batches, args.threads, do_eval=not args.no_eval)
+    r = bench(args.mode, args.graph, args.batches, args.threads, do_eval=not args.no_eval, prefetch=args.prefetch)
     ph, n = r["phases"], r["batches"]
     measured = "measured" if n >= r["epoch_batches"] else f"estimated from {n} batches"
     print(f"agnn {args.mode}/{args.graph}, {r['threads']} torch thread(s), batch {DEFAULTS['batch_size']}, "
-          f"{n} of {r['epoch_batches']} batches")
+          f"{n} of {r['epoch_batches']} batches; batches built in a child process (--prefetch): {r['prefetch']}")
     print(f"per training step (ms, share):\n{ph.table(per=n)}")
     print(f"per epoch ({r['epoch_batches']} steps, {measured}): {r['epoch_s']:.2f} s = "
           + ", ".join(f"{k} {s / n * r['epoch_batches']:.2f} s" for k, s in ph.seconds.items()))
@@ -127,7 +143,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"evaluation (whole validation file): {r['eval_s']:.2f} s")
     emit_json({"step_s": r["step_s"], "epoch_s": r["epoch_s"], "eval_s": r["eval_s"],
                "gflops_per_s": r["flops"] / r["step_s"] / 1e9, "sgemm_gflops": r["sgemm"],
-               "flops_per_step": r["flops"], "threads": r["threads"], "batches": n,
+               "flops_per_step": r["flops"], "threads": r["threads"], "batches": n, "prefetch": float(r["prefetch"]),
                **{f"{k}_s": s / n for k, s in ph.seconds.items()}})
     return 0
 

@@ -305,10 +305,20 @@ class BatchBuilder:
 
     def build(self, rows: np.ndarray, rng: np.random.Generator) -> Batch:
         """rows: float [B, 3] (user, item, rating)."""
+        return self.assemble(rows, *self.sample(rows, rng))
+
+    def sample(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The random part of :meth:`build`: the user and the item neighbour lists [B, K] of rows, in that order."""
         u = rows[:, 0].astype(np.int64)
         i = rows[:, 1].astype(np.int64)
-        un = torch.from_numpy(sample_neighbours(self.data.user_graph, u, self.user_k, rng))
-        inb = torch.from_numpy(sample_neighbours(self.data.item_graph, i, self.item_k, rng))
+        return (sample_neighbours(self.data.user_graph, u, self.user_k, rng),
+                sample_neighbours(self.data.item_graph, i, self.item_k, rng))
+
+    def assemble(self, rows: np.ndarray, user_nbr: np.ndarray, item_nbr: np.ndarray) -> Batch:
+        """The rest of :meth:`build`: ids, ratings and attribute rows around the sampled neighbour lists."""
+        u = rows[:, 0].astype(np.int64)
+        i = rows[:, 1].astype(np.int64)
+        un, inb = torch.from_numpy(user_nbr), torch.from_numpy(item_nbr)
         ut, it = torch.from_numpy(u), torch.from_numpy(i)
 
         def rows_of(table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:  # table[ids], by index_select
@@ -328,6 +338,68 @@ class BatchBuilder:
             rows = rows[rng.permutation(len(rows))]
         for start in range(0, len(rows), batch_size):
             yield self.build(rows[start : start + batch_size], rng)
+
+
+def prefetched_batches(builder: BatchBuilder, rows: np.ndarray, batch_size: int, rng: np.random.Generator,
+                       depth: int = 8) -> Iterator[Batch]:
+    """``builder.batches(rows, batch_size, rng, shuffle=False)``, built up to ``depth`` batches ahead in a
+    forked child process: the same batches in the same order, and afterwards ``rng`` holds the state that
+    building them here would leave (the child draws from a copy of it and sends its final state back).
+
+    Speed only, for a machine with a core that torch's threads leave idle (``main.use_prefetch``): the
+    neighbour sampling (:meth:`BatchBuilder.sample`, most of the data phase, about a tenth of a training step)
+    then runs beside the model instead of before each step; a child process rather than a thread, since both
+    sides spend much of their time in Python. Only the two sampled [B, K] neighbour lists travel (by value,
+    through a pipe); the attribute lookups are done here (:meth:`BatchBuilder.assemble`). An error in the
+    child is raised here with its traceback; leaving the loop early (an exception, a diverged run) stops the
+    child."""
+    import multiprocessing
+    import queue as queue_module
+
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue(maxsize=depth)
+    proc = ctx.Process(target=_build_in_child, args=(builder, rows, batch_size, rng, q), daemon=True)
+    proc.start()
+    try:
+        while True:
+            try:
+                kind, payload = q.get(timeout=1.0)
+            except queue_module.Empty:
+                if not proc.is_alive():
+                    raise RuntimeError(f"the batch prefetch process ended (exit code {proc.exitcode}) before "
+                                       "sending every batch; run with --prefetch off to build them in this process")
+                continue
+            if kind == "batch":
+                start, user_nbr, item_nbr = payload
+                yield builder.assemble(rows[start:start + batch_size], user_nbr, item_nbr)
+            elif kind == "end":
+                rng.bit_generator.state = payload
+                return
+            else:
+                raise RuntimeError(f"building a batch in the prefetch process failed:\n{payload}")
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+        proc.join()
+        q.close()
+
+
+def _build_in_child(builder: BatchBuilder, rows: np.ndarray, batch_size: int, rng: np.random.Generator,
+                    q) -> None:
+    import traceback
+
+    try:
+        torch.set_num_threads(1)
+        for start in range(0, len(rows), batch_size):   # builder.batches' slices; the random part only
+            q.put(("batch", (start, *builder.sample(rows[start:start + batch_size], rng))))
+        q.put(("end", rng.bit_generator.state))
+    except KeyboardInterrupt:          # Ctrl-C reaches the whole process group: the parent reports it
+        pass
+    except BaseException:
+        q.put(("error", traceback.format_exc()))
+    finally:
+        q.close()
+        q.join_thread()
 
 
 def cold_start_check(data: AGNNData) -> dict[str, int]:

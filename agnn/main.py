@@ -113,6 +113,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for torch and numpy (init, shuffling, sampling)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     p.add_argument("--threads", type=nonnegative_int, default=0, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--prefetch", choices=("auto", "on", "off"), default="auto",
+                   help="build the training batches (neighbour sampling, attribute lookups) in a child process, "
+                        "ahead of the model (the same batches and random stream, speed only); auto: when torch "
+                        "uses fewer threads than the machine has cores (e.g. --threads 1 on 2 cores), else off")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (also REPRO_NO_PROGRESS=1)")
     add_run_flags(p, out_help="run folder (default agnn/runs/latest; with --mode all: one subfolder per setting)")
     args = p.parse_args(argv)
@@ -122,6 +126,23 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     if args.out is None:
         args.out = "agnn/runs/latest"
     return args
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else ``os.cpu_count``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def use_prefetch(setting: str, device: str = "cpu") -> bool:
+    """Whether training builds its batches in a child process (``--prefetch``, ``data.prefetched_batches``):
+    on, off, or auto = on the CPU when torch's thread count leaves a core free (README "Speed")."""
+    import torch
+
+    if setting == "auto":
+        return torch.device(device).type == "cpu" and torch.get_num_threads() < available_cores()
+    return setting == "on"
 
 
 def make_optimizer(model: AGNN, lr: float, weight_decay: float, device: str = "cpu"):
@@ -162,7 +183,7 @@ def run(args: argparse.Namespace, mode: str, graph: str, out: Path) -> dict:
     import torch
     from tqdm.auto import tqdm
 
-    from agnn.data import BatchBuilder, load
+    from agnn.data import BatchBuilder, load, prefetched_batches
     from agnn.model import AGNN, AGNNConfig
     from common.metrics import mae, rmse
 
@@ -202,6 +223,7 @@ def run(args: argparse.Namespace, mode: str, graph: str, out: Path) -> dict:
                     "mae": mae(np.full(len(val), global_mean), val[:, 2])}
         progress = not args.no_progress and os.environ.get("REPRO_NO_PROGRESS") != "1"
         n_batches = -(-(args.max_train_rows or len(data.train)) // args.batch_size)
+        prefetch = use_prefetch(getattr(args, "prefetch", "off"), args.device)
         for epoch in range(start, args.epochs + 1):
             model.train()
             t_ep = time.time()
@@ -209,7 +231,9 @@ def run(args: argparse.Namespace, mode: str, graph: str, out: Path) -> dict:
             if args.max_train_rows:
                 rows = rows[: args.max_train_rows]
             sums = {"sse": 0.0, "recon": 0.0, "kl": 0.0}
-            bar = tqdm(builder.batches(rows, args.batch_size, rng, shuffle=False), total=n_batches,
+            batches = (prefetched_batches(builder, rows, args.batch_size, rng) if prefetch
+                       else builder.batches(rows, args.batch_size, rng, shuffle=False))
+            bar = tqdm(batches, total=n_batches,
                        desc=f"epoch {epoch}/{args.epochs} {mode}", leave=False, disable=not progress)
             for step, b in enumerate(bar, 1):
                 loss, parts = model.loss(b.to(args.device), args.vae_lambda)

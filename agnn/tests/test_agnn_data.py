@@ -2,8 +2,10 @@
 
 import numpy as np
 import pytest
+import torch
 
-from agnn.data import GraphUnavailableError, NeighbourTable, cold_start_check, load, load_neighbour_pickle, sample_neighbours
+from agnn.data import (BatchBuilder, GraphUnavailableError, NeighbourTable, cold_start_check, load, load_neighbour_pickle,
+                       prefetched_batches, sample_neighbours)
 from common.testing import need_file
 
 # node 0: 5 neighbours (> k), node 1: 2 neighbours (< k), node 2: exactly 3 (= k), node 3: none
@@ -102,3 +104,64 @@ def test_uiinfo_attributes_agree_with_raw_movielens():
         assert g == (gender == "F") and a == min(int(age) // 10, 6)
         assert occ.setdefault(job, o) == o  # one id per occupation
     assert len(occ) == len(set(occ.values())) == 21
+
+
+def test_prefetched_batches_are_the_inline_batches_and_leave_the_same_rng():
+    """data.prefetched_batches: built in a child process, the same batches (every field, bit for bit) in the
+    same order, and the caller's generator left as building them here leaves it."""
+    for f in ("uiinfo.pkl", "ucs_train.dat", "ucs_val.dat", "neighbor_aspect_extension_2_zscore_ucs_uuii.pkl"):
+        need_file("agnn-ml100k", f)
+    data = load("ucs", "authors")
+    builder = BatchBuilder(data, 10, 10)
+    rows = data.train[:1000]
+    inline_rng, ahead_rng = np.random.default_rng(7), np.random.default_rng(7)
+    want = list(builder.batches(rows, 128, inline_rng, shuffle=False))
+    got = list(prefetched_batches(builder, rows, 128, ahead_rng, depth=3))
+    assert len(got) == len(want) == 8
+    for a, b in zip(want, got):
+        assert a.__dict__.keys() == b.__dict__.keys()
+        assert all(torch.equal(a.__dict__[k], b.__dict__[k]) for k in a.__dict__)
+    assert inline_rng.bit_generator.state == ahead_rng.bit_generator.state
+
+
+class _Failing:
+    """A builder whose second batch fails in the child (its sampling); assembly returns the parts."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def sample(self, rows, rng):
+        self.calls += 1
+        if self.calls == 2:
+            raise ValueError("no neighbours for node 42")
+        return np.zeros((len(rows), 2), np.int64), np.zeros((len(rows), 2), np.int64)
+
+    def assemble(self, rows, user_nbr, item_nbr):
+        return rows, user_nbr, item_nbr
+
+
+def test_prefetch_reports_the_childs_error_and_stops_it_when_left_early():
+    gen = prefetched_batches(_Failing(), np.zeros((4, 3)), 2, np.random.default_rng(0))
+    next(gen)
+    with pytest.raises(RuntimeError, match="no neighbours for node 42"):
+        next(gen)
+    import multiprocessing
+
+    left = prefetched_batches(_Failing(), np.zeros((4, 3)), 2, np.random.default_rng(0))
+    next(left)
+    left.close()                                      # the loop left early: the child is stopped and joined
+    assert not [p for p in multiprocessing.active_children() if p.is_alive()]
+
+
+def test_main_prefetches_only_where_a_core_is_free(monkeypatch):
+    from agnn import main
+
+    assert main.use_prefetch("on") and not main.use_prefetch("off")
+    assert main.available_cores() >= 1
+    monkeypatch.setattr(main, "available_cores", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert main.use_prefetch("auto") and not main.use_prefetch("auto", "cuda")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert not main.use_prefetch("auto")
+    with pytest.raises(SystemExit):
+        main.parse_args(["--prefetch", "always"])
