@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Optional
 from common.cli import (DivergenceGuard, UserError, add_run_flags, nonnegative_float, nonnegative_int,
                         positive_float, positive_int, probability, run_cli)
 from common.jobs import reference_for
+from common.parallel import spare_core
 from common.runs import RunRecord, atomic_path, hardware, prepare_out
 
 if TYPE_CHECKING:
@@ -128,21 +129,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return args
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one, else ``os.cpu_count``)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def use_prefetch(setting: str, device: str = "cpu") -> bool:
     """Whether training builds its batches in a child process (``--prefetch``, ``data.prefetched_batches``):
     on, off, or auto = on the CPU when torch's thread count leaves a core free (README "Speed")."""
-    import torch
-
-    if setting == "auto":
-        return torch.device(device).type == "cpu" and torch.get_num_threads() < available_cores()
-    return setting == "on"
+    return spare_core(setting, device)
 
 
 def make_optimizer(model: AGNN, lr: float, weight_decay: float, device: str = "cpu"):

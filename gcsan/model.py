@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import math
 import warnings
-import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from common.parallel import submit_draw  # noqa: F401  (gcsan.model.submit_draw: the draw-ahead worker)
 
 
 # ----------------------------------------------------------------------------- Eq. 1
@@ -526,22 +526,6 @@ def _integer_draws_are_bernoulli() -> bool:
             ok = ok and torch.equal(want, got) and torch.equal(a.get_state(), b.get_state())
         _integer_draw_check = ok
     return _integer_draw_check
-
-
-_draw_worker: ThreadPoolExecutor | None = None
-_draw_worker_lock = threading.Lock()
-
-
-def submit_draw(fn: Callable[..., Any], *args: Any) -> Future:
-    """Run fn(*args) on the one draw-ahead thread (:meth:`GCSAN.draw_ahead`), after everything submitted
-    before it. One worker runs its tasks one after another in submission order, so draws made there
-    leave torch's generator exactly as drawing them inline in that order would, provided nothing else
-    draws from it meanwhile."""
-    global _draw_worker
-    with _draw_worker_lock:
-        if _draw_worker is None:
-            _draw_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gcsan-draw-ahead")
-    return _draw_worker.submit(fn, *args)
 
 
 def dropout_rows(module: nn.Dropout, x: torch.Tensor, shape: tuple[int, ...], rows: torch.Tensor) -> torch.Tensor:

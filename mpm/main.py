@@ -24,7 +24,6 @@ if __package__ in (None, ""):
 
 import argparse
 import logging
-import os
 import time
 from typing import Any, Optional
 
@@ -38,6 +37,7 @@ from common.datasets import DatasetUnavailableError, fetch_file
 from common.jobs import reference_for
 from common.memory import keep_freed_memory
 from common.metrics import full_ranks, ranking_metrics, sampled_ranks
+from common.parallel import spare_core
 from common.runs import RunRecord, atomic_path, comparison_table, prepare_out
 from mpm.data import (OFFICIAL_DATASET, RAW_FILES, TIE_ORDERS, MPMData, load, load_official_test,
                       load_official_train, with_official_split)
@@ -218,16 +218,8 @@ def use_draw_ahead(setting: str, device: str = "cpu") -> bool:
     """Whether ``train_epoch`` draws the dropout masks ahead (``--draw-ahead``): on, off, or auto = on the CPU
     when torch's thread count leaves a core free (README "Speed": ~10% per step at 1 thread on 2 cores; no
     consistent gain when both cores run torch's threads)."""
-    if setting == "auto":
-        return torch.device(device).type == "cpu" and torch.get_num_threads() < available_cores()
-    return setting == "on"
+    return spare_core(setting, device)
 
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one, else ``os.cpu_count``)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def train_epoch(model: MPM, optimizer: torch.optim.Optimizer, data: MPMData, exclude: np.ndarray,

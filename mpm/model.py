@@ -19,15 +19,14 @@ be read offline, so blocks are named after its modules):
 from __future__ import annotations
 
 import math
-import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import weight_norm
+
+from common.parallel import submit_draw
 
 
 class Dropout(nn.Module):
@@ -75,22 +74,6 @@ def time_major_keep(dropout: nn.Module, batch: int, length: int, channels: int, 
             keep = torch.ge(bytes_, dropout._threshold, out=torch.empty(bytes_.shape, dtype=dtype))
             return keep.mul_(1.0 / (1.0 - dropout.p))                            # as Dropout.forward's product
     return dropout(torch.ones(shape, dtype=dtype, device=device)).transpose(0, 1).reshape(length * batch, channels)
-
-
-_draw_worker: ThreadPoolExecutor | None = None
-_draw_worker_lock = threading.Lock()
-
-
-def submit_draw(fn: Callable[..., Any], *args: Any) -> Future:
-    """Run fn(*args) on the one draw-ahead thread (:meth:`MPM.draw_ahead`), after everything submitted before
-    it. One worker runs its tasks one after another in submission order, so draws made there leave torch's
-    generator exactly as drawing them inline in that order would, provided nothing else draws from it
-    meanwhile."""
-    global _draw_worker
-    with _draw_worker_lock:
-        if _draw_worker is None:
-            _draw_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mpm-draw-ahead")
-    return _draw_worker.submit(fn, *args)
 
 
 def positive(a: torch.Tensor) -> torch.Tensor:

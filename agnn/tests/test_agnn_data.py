@@ -155,10 +155,11 @@ def test_prefetch_reports_the_childs_error_and_stops_it_when_left_early():
 
 def test_main_prefetches_only_where_a_core_is_free(monkeypatch):
     from agnn import main
+    from common import parallel
 
     assert main.use_prefetch("on") and not main.use_prefetch("off")
-    assert main.available_cores() >= 1
-    monkeypatch.setattr(main, "available_cores", lambda: 2)
+    assert parallel.available_cores() >= 1
+    monkeypatch.setattr(parallel, "available_cores", lambda: 2)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert main.use_prefetch("auto") and not main.use_prefetch("auto", "cuda")
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)

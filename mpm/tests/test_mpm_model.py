@@ -191,11 +191,12 @@ def test_draw_ahead_refuses_what_would_break_the_stream():
 
 
 def test_main_draws_ahead_only_where_a_core_is_free(monkeypatch):
+    from common import parallel
     from mpm import main
 
     assert main.use_draw_ahead("on") and not main.use_draw_ahead("off")
-    assert main.available_cores() >= 1
-    monkeypatch.setattr(main, "available_cores", lambda: 2)
+    assert parallel.available_cores() >= 1
+    monkeypatch.setattr(parallel, "available_cores", lambda: 2)
     monkeypatch.setattr(main.torch, "get_num_threads", lambda: 1)
     assert main.use_draw_ahead("auto") and not main.use_draw_ahead("auto", "cuda")
     monkeypatch.setattr(main.torch, "get_num_threads", lambda: 2)
